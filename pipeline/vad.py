@@ -1,0 +1,165 @@
+"""Speech activity per channel, with the other leg's crosstalk/echo rejected.
+
+webrtcvad (default) costs well under 1 % of real time; Silero (shipped inside
+faster-whisper) is the alternative, chosen in ``[vad] backend``. The numbers behind
+the default are in docs/BENCHMARKS.md (``bench/vad_compare.py``).
+
+On a stereo call each leg carries one speaker, but the other speaker leaks in
+(hybrid echo, headset bleed). A frame of leg A that is active while leg B is active
+and much louder is B leaking into A, not A speaking: it is rejected and reported
+separately so the noise stage can measure crosstalk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .timeline import Interval, merge_intervals
+
+log = logging.getLogger("pipeline")
+
+FRAME_S = 0.03
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    backend: str = "webrtc"  # webrtc | silero
+    aggressiveness: int = 2  # webrtcvad mode 0..3
+    silero_threshold: float = 0.5
+    min_snr_db: float = 8.0  # a speech frame must be this far above the channel's noise floor
+    merge_gap_s: float = 0.3
+    min_speech_s: float = 0.2
+    pad_s: float = 0.1
+    leak_margin_db: float = 15.0  # A frame this much quieter than the other leg's is leak
+    leak_relative_db: float = 12.0  # ...or this far below the leg's own speech level while the other is louder
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("webrtc", "silero"):
+            raise ValueError(f"vad.backend must be 'webrtc' or 'silero', got {self.backend!r}")
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError("vad.aggressiveness must be 0, 1, 2 or 3")
+
+
+@dataclass(frozen=True)
+class ChannelActivity:
+    channel: int
+    speech: list[Interval]  # accepted speech regions, padded and merged
+    leak: list[Interval] = field(default_factory=list)  # regions rejected as the other leg's crosstalk
+    frame_db: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32), repr=False)
+    speech_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+    frame_s: float = FRAME_S
+
+    @property
+    def speech_s(self) -> float:
+        return sum(iv.duration for iv in self.speech)
+
+
+def frame_levels_db(signal: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
+    """RMS level of each frame in dBFS (−100 for digital silence)."""
+    hop = int(round(frame_s * sample_rate))
+    n = len(signal) // hop
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    frames = signal[: n * hop].reshape(n, hop)
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / hop
+    return (10 * np.log10(np.maximum(power, 1e-10))).astype(np.float32)
+
+
+def _webrtc_frames(signal: np.ndarray, sample_rate: int, mode: int) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
+        import webrtcvad
+
+    vad = webrtcvad.Vad(mode)
+    hop = int(round(FRAME_S * sample_rate))
+    n = len(signal) // hop
+    pcm = (np.clip(signal[: n * hop], -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    step = hop * 2
+    is_speech = vad.is_speech
+    return np.fromiter((is_speech(pcm[i * step : (i + 1) * step], sample_rate) for i in range(n)), dtype=bool, count=n)
+
+
+def _silero_frames(signal: np.ndarray, sample_rate: int, threshold: float) -> np.ndarray:
+    from faster_whisper.vad import VadOptions as FwVadOptions, get_speech_timestamps
+
+    hop = int(round(FRAME_S * sample_rate))
+    n = len(signal) // hop
+    stamps = get_speech_timestamps(signal, FwVadOptions(threshold=threshold, min_silence_duration_ms=100,
+                                                        speech_pad_ms=0), sampling_rate=sample_rate)
+    out = np.zeros(n, dtype=bool)
+    for s in stamps:
+        out[s["start"] // hop : min(n, -(-s["end"] // hop))] = True
+    return out
+
+
+def _regions(frames: np.ndarray, options: VadOptions, duration: float) -> list[Interval]:
+    """Frame decisions → merged, padded speech regions."""
+    if not frames.any():
+        return []
+    padded = np.concatenate(([False], frames, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    raw = [Interval(s * FRAME_S, e * FRAME_S) for s, e in zip(edges[::2], edges[1::2])]
+    merged = merge_intervals(raw, max_gap=options.merge_gap_s)
+    kept = [iv for iv in merged if iv.duration >= options.min_speech_s]
+    padded_ivs = [Interval(max(0.0, iv.start - options.pad_s), min(duration, iv.end + options.pad_s)) for iv in kept]
+    return merge_intervals(padded_ivs)
+
+
+def detect_speech(samples: np.ndarray, sample_rate: int, options: VadOptions) -> list[ChannelActivity]:
+    """Speech activity of every channel of ``samples`` (shape (channels, n))."""
+    n_ch = samples.shape[0]
+    duration = samples.shape[1] / sample_rate
+    levels = [frame_levels_db(samples[c], sample_rate) for c in range(n_ch)]
+    decisions = []
+    for c in range(n_ch):
+        if options.backend == "webrtc":
+            frames = _webrtc_frames(samples[c], sample_rate, options.aggressiveness)
+        else:
+            frames = _silero_frames(samples[c], sample_rate, options.silero_threshold)
+        frames = frames[: len(levels[c])]
+        # webrtcvad also fires on steady noise; a speech frame must stand out of the floor.
+        floor = float(np.percentile(levels[c], 10)) if len(levels[c]) else -100.0
+        decisions.append(frames & (levels[c] > floor + options.min_snr_db))
+
+    leaks = [np.zeros_like(d) for d in decisions]
+    if n_ch == 2:
+        leaks = _crosstalk(levels, decisions, options)
+    out = []
+    for c in range(n_ch):
+        accepted = decisions[c] & ~leaks[c]
+        out.append(ChannelActivity(
+            channel=c,
+            speech=_regions(accepted, options, duration),
+            leak=_regions(leaks[c] & ~accepted, options, duration) if leaks[c].any() else [],
+            frame_db=levels[c],
+            speech_frames=accepted,
+        ))
+        log.debug("vad: channel %d speech %.1f s, leak rejected %.1f s", c, out[-1].speech_s,
+                  sum(iv.duration for iv in out[-1].leak))
+    return out
+
+
+def _crosstalk(levels: list[np.ndarray], decisions: list[np.ndarray], options: VadOptions) -> list[np.ndarray]:
+    """Frames of each leg that are the other leg leaking in."""
+    n = min(len(levels[0]), len(levels[1]))
+    a_db, b_db = levels[0][:n], levels[1][:n]
+    a_on, b_on = decisions[0][:n], decisions[1][:n]
+    out = []
+    for mine_db, other_db, mine_on, other_on in ((a_db, b_db, a_on, b_on), (b_db, a_db, b_on, a_on)):
+        solo = mine_on & ~other_on
+        own_level = float(np.median(mine_db[solo])) if solo.sum() >= 10 else float(np.max(mine_db, initial=-100.0))
+        louder_other = other_on & (other_db > mine_db)
+        leak = mine_on & louder_other & (
+            (mine_db < other_db - options.leak_margin_db)
+            | ((mine_db < own_level - options.leak_relative_db) & (mine_db < other_db - 6.0))
+        )
+        full = np.zeros(len(mine_on) if len(mine_on) > n else n, dtype=bool)
+        full[:n] = leak
+        out.append(full[: len(mine_on)] if len(mine_on) >= n else full)
+    # pad to each channel's own frame count
+    return [np.pad(out[i], (0, max(0, len(decisions[i]) - len(out[i]))))[: len(decisions[i])] for i in range(2)]
