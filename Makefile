@@ -1,0 +1,24 @@
+# Two commands on a fresh machine with Python 3.11 and pip:
+#   make demo   set up .venv and analyse the committed audio_fixtures/ (records in out/demo/)
+#   make test   set up .venv and run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools<81" wheel
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/callqa analyze audio_fixtures --out out/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf out .pytest_cache

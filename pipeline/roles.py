@@ -1,0 +1,132 @@
+"""Which speaker is the agent.
+
+Precedence: an explicit map (``--channels agent=right`` or a manifest column), then a
+confident decision from what is said in the opening of the call (greetings such as
+"thank you for calling", "customer service", "how can I help"), then the default
+channel. The record's ``role_assignment`` says which rule decided and how sure it was.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .timeline import AGENT, CUSTOMER, Timeline
+
+CHANNEL_NAMES = {"left": 0, "right": 1}
+
+
+@dataclass(frozen=True)
+class RoleOptions:
+    default_agent_channel: str = "left"
+    min_confidence: float = 0.6
+    opening_s: float = 120.0
+    agent_phrases: tuple[str, ...] = ()
+    customer_phrases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.default_agent_channel not in CHANNEL_NAMES:
+            raise ValueError("roles.default_agent_channel must be 'left' or 'right'")
+        if not 0.5 <= self.min_confidence <= 1.0:
+            raise ValueError("roles.min_confidence must be between 0.5 and 1")
+        for p in self.agent_phrases + self.customer_phrases:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"roles: bad phrase pattern {p!r}: {e}") from None
+
+
+def parse_channel_map(spec: str | None) -> str | None:
+    """``agent=right`` → ``right``; ``agent=S1`` (a mono speaker id) → ``S1``; None → None."""
+    if spec is None or spec == "":
+        return None
+    key, sep, value = spec.partition("=")
+    if sep != "=" or key.strip().lower() != "agent" or not value.strip():
+        raise ValueError(f"channel map must look like 'agent=left' or 'agent=right', got {spec!r}")
+    return value.strip().lower() if value.strip().lower() in CHANNEL_NAMES else value.strip()
+
+
+def normalize(text: str) -> str:
+    """Lowercase, apostrophes kept, other punctuation dropped: rules must hold on raw ASR text."""
+    text = text.lower().replace("’", "'")
+    return re.sub(r"[^a-z0-9' ]+", " ", text).strip()
+
+
+@dataclass(frozen=True)
+class RoleDecision:
+    roles: dict[str, str]
+    rule: str
+    confidence: float
+    evidence: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "confidence": round(self.confidence, 3), "evidence": list(self.evidence)}
+
+
+def content_scores(timeline: Timeline, options: RoleOptions) -> tuple[dict[str, float], list[dict]]:
+    """Agent-likeness of each speaker from the opening of the call: agent phrases minus customer phrases."""
+    agent_res = [re.compile(p) for p in options.agent_phrases]
+    customer_res = [re.compile(p) for p in options.customer_phrases]
+    scores = {s.id: 0.0 for s in timeline.speakers}
+    evidence: list[dict] = []
+    for turn in timeline.turns:
+        if turn.start > options.opening_s or turn.speaker not in scores:
+            continue
+        text = normalize(turn.transcript)
+        for pats, sign, kind in ((agent_res, 1.0, AGENT), (customer_res, -1.0, CUSTOMER)):
+            for rx in pats:
+                m = rx.search(text)
+                if m:
+                    scores[turn.speaker] += sign
+                    evidence.append({"speaker": turn.speaker, "suggests": kind, "phrase": m.group(0),
+                                     "start": turn.start})
+    return scores, evidence
+
+
+def assign_roles(timeline: Timeline, options: RoleOptions, *, explicit_agent: str | None = None) -> RoleDecision:
+    """Decide every speaker's role; ``explicit_agent`` is 'left', 'right' or a speaker id."""
+    speakers = list(timeline.speakers)
+    ids = [s.id for s in speakers]
+    if not speakers:
+        return RoleDecision({}, "default", 0.0)
+
+    def agent_is(agent_id: str) -> dict[str, str]:
+        return {sid: (AGENT if sid == agent_id else CUSTOMER) for sid in ids}
+
+    if explicit_agent is not None:
+        agent_id = _speaker_for(explicit_agent, speakers)
+        if agent_id is None:
+            raise ValueError(f"channel map names agent={explicit_agent}, but this call's speakers are "
+                             f"{', '.join(ids)} (channels: {', '.join(str(s.channel) for s in speakers)})")
+        return RoleDecision(agent_is(agent_id), "explicit", 1.0)
+
+    if len(speakers) == 1:
+        scores, evidence = content_scores(timeline, options)
+        role = CUSTOMER if scores[ids[0]] < 0 else AGENT
+        return RoleDecision({ids[0]: role}, "single_speaker", 0.5, tuple(evidence[:6]))
+
+    scores, evidence = content_scores(timeline, options)
+    ranked = sorted(ids, key=lambda sid: scores[sid], reverse=True)
+    margin = scores[ranked[0]] - scores[ranked[1]]
+    confidence = min(1.0, 0.5 + 0.25 * margin)
+    if margin > 0 and confidence >= options.min_confidence:
+        return RoleDecision(agent_is(ranked[0]), "content", confidence,
+                            tuple(e for e in evidence if e["speaker"] in ranked[:2])[:8])
+
+    default_id = _speaker_for(options.default_agent_channel, speakers)
+    if default_id is None:  # mono: no channels; the first speaker answers an inbound call
+        first = timeline.turns[0].speaker if timeline.turns else ids[0]
+        return RoleDecision(agent_is(first), "first_speaker", 0.55, tuple(evidence[:8]))
+    return RoleDecision(agent_is(default_id), "default", 0.5, tuple(evidence[:8]))
+
+
+def _speaker_for(name: str, speakers) -> str | None:
+    if name in CHANNEL_NAMES:
+        for s in speakers:
+            if s.channel == CHANNEL_NAMES[name]:
+                return s.id
+        return None
+    for s in speakers:
+        if s.id == name:
+            return s.id
+    return None
