@@ -89,6 +89,48 @@ CREATE INDEX IF NOT EXISTS reviews_verdict ON reviews(verdict);
 """
 
 
+# Added by the batch runner (additive only: the tables above are read by the review app as-is).
+BATCH_DDL = """
+-- One row per processing attempt: the provenance of every call (which run did it, how often).
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id       TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    work_key     TEXT,
+    attempt      INTEGER NOT NULL,   -- 1 for the first try in this run
+    outcome      TEXT NOT NULL,      -- ok | error | timeout | worker_lost | exception | reanalyzed
+    error_kind   TEXT,
+    message      TEXT,
+    elapsed_s    REAL,
+    worker       TEXT,
+    finished_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_call ON attempts(call_id);
+CREATE INDEX IF NOT EXISTS attempts_run  ON attempts(run_id);
+
+-- sha256 of a file by (path, size, mtime): a rerun over an unchanged archive does not re-read it.
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path      TEXT PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    sha256    TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS calls_work_key   ON calls(work_key);
+CREATE INDEX IF NOT EXISTS calls_processed  ON calls(processed_at);
+CREATE INDEX IF NOT EXISTS flags_severity   ON flags(severity);
+CREATE INDEX IF NOT EXISTS flags_type_date  ON flags(type, call_date);
+"""
+
+
+def _ensure_batch_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(BATCH_DDL)
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
+    if "analysis_hash" not in cols:  # thresholds the stored metrics/flags were computed with
+        conn.execute("ALTER TABLE calls ADD COLUMN analysis_hash TEXT")
+    conn.commit()
+
+
 def flag_id(call_id: str, flag: dict) -> str:
     return f"{call_id}:{flag['type']}:{int(round(float(flag['start']) * 1000))}"
 
@@ -105,6 +147,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(DDL)
+        _ensure_batch_schema(conn)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
         conn.commit()
     conn.row_factory = sqlite3.Row
