@@ -24,6 +24,7 @@ from .analysis.talk import TalkOptions
 from .asr import AsrOptions
 from .audio import AudioOptions
 from .diarize import DiarizationOptions
+from .review.options import ReviewOptions
 from .roles import RoleOptions
 from .vad import VadOptions
 
@@ -49,6 +50,7 @@ class Config:
     conduct: ConductOptions = field(default_factory=ConductOptions)
     pii: PiiOptions = field(default_factory=PiiOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
+    review: ReviewOptions = field(default_factory=ReviewOptions)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,7 +58,9 @@ class Config:
     @property
     def hash(self) -> str:
         """Stable hash of every setting; part of a call's idempotency key."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        settings = self.to_dict()
+        settings.pop("review", None)  # the review app's users/roots do not change analysis results
+        blob = json.dumps(settings, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **sections: Any) -> "Config":
