@@ -177,7 +177,17 @@ def mono_support() -> None:
           meta=truth(utt, agent_channel=None, expected_flags=[], duration=audio.shape[1] / SR))
 
 
+def gsm_sample() -> None:
+    """WAV with GSM 6.10 (what many older call recorders write); FFmpeg builds in PyAV decode but can't encode it."""
+    dst = HERE / "formats" / "tone_gsm610.wav"
+    dst.parent.mkdir(exist_ok=True)
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-e", "gsm-full-rate", str(dst), "synth", "1.5", "sine",
+                    "300-1200", "vol", "0.5"], check=True)
+    print(f"wrote formats/{dst.name} ({dst.stat().st_size} bytes)")
+
+
 if __name__ == "__main__":
+    gsm_sample()
     upsell_monologue()
     hold_dead_air()
     mono_support()

@@ -41,9 +41,15 @@ def parse_channel_map(spec: str | None) -> str | None:
     if spec is None or spec == "":
         return None
     key, sep, value = spec.partition("=")
-    if sep != "=" or key.strip().lower() != "agent" or not value.strip():
-        raise ValueError(f"channel map must look like 'agent=left' or 'agent=right', got {spec!r}")
-    return value.strip().lower() if value.strip().lower() in CHANNEL_NAMES else value.strip()
+    value = value.strip()
+    if value.lower() in CHANNEL_NAMES:
+        value = value.lower()
+    elif not re.fullmatch(r"S\d+", value):
+        value = ""
+    if sep != "=" or key.strip().lower() != "agent" or not value:
+        raise ValueError(f"channel map must look like 'agent=left', 'agent=right' or, for a mono call, a speaker id "
+                         f"such as 'agent=S1'; got {spec!r}")
+    return value
 
 
 def normalize(text: str) -> str:
