@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import quote
 
 log = logging.getLogger("pipeline")
@@ -52,8 +52,7 @@ def resolve_audio(roots: tuple[Path, ...], root_index: int, rel: str) -> Path | 
         return None
     if "\x00" in rel or "\\" in rel or rel.startswith("/") or re.match(r"^[A-Za-z]:", rel):
         return None
-    parts = PurePosixPath(rel).parts
-    if any(part in ("..", ".") for part in parts) or PurePosixPath(rel).is_absolute():
+    if any(part in ("", ".", "..") for part in rel.split("/")):  # raw parts: "a//b", "./a", "../a" all refused
         return None
     root = roots[root_index]
     try:

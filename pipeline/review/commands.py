@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         db: Path = typer.Argument(..., help="SQLite store written by `callqa batch`."),
         host: str = typer.Option("127.0.0.1", help="Address to bind; localhost unless you mean to expose it."),
         port: int = typer.Option(8000, help="TCP port."),
-        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [review] section."),
+        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a review section (users, recording roots)."),
         recording_root: List[Path] = typer.Option(
             [], "--recording-root", help="Folder audio may be served from (repeatable; adds to config)."),
     ) -> None:
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         call_id: str = typer.Argument(..., help="Call to draw."),
         db: Path = typer.Option(..., "--db", help="SQLite store."),
         out: Path = typer.Option(..., "--out", help="PNG file to write."),
-        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [review] section."),
+        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a review section (users, recording roots)."),
     ) -> None:
         """Write a call's timeline (speaker lanes, silences, overtalk, noise, flags) as a PNG."""
         from .. import store

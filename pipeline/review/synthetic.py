@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 AGENT_LINES = [
@@ -125,3 +126,111 @@ def bulk_records(n_calls: int, *, flags_per_call: int = 3, seed: int = 1, audio_
         yield make_record(f"call-{i:06d}", audio_path=audio_path, duration=duration, agent_id=rng.choice(agents),
                           campaign=rng.choice(campaigns), recorded_at=f"2026-10-{day:02d}T{8 + i % 10:02d}:00:00Z",
                           n_turns=20, flags=flags, seed=i)
+
+
+DEMO_PASSWORD = "review-pass"
+
+
+def build_demo(folder: str | Path, *, users: dict[str, str] | None = None) -> dict:
+    """A small store + recordings for tests and screenshots.
+
+    Four calls: a stereo PCM call with a ``refusal_then_continue`` and a ``dead_air`` flag, a mono
+    call, a stereo µ-law call (decoded for the browser) and one whose recording lies outside the
+    recording root (its audio must not be served). Returns paths and a ``[review]`` options dict.
+    """
+    from .. import store
+    from .auth import hash_password
+
+    folder = Path(folder)
+    root = folder / "recordings"
+    outside = folder / "outside"
+    calls = [
+        ("call-stereo-01", root / "2026-11-21" / "call-stereo-01.wav", 2, "PCM_16", "A001", "retention",
+         "2026-11-21T09:12:00Z"),
+        ("call-mono-02", root / "2026-11-20" / "call-mono-02.wav", 1, "PCM_16", "A002", "upsell",
+         "2026-11-20T14:03:00Z"),
+        ("call-ulaw-03", root / "2026-11-19" / "call-ulaw-03.wav", 2, "ULAW", "A001", "support",
+         "2026-11-19T10:40:00Z"),
+        ("call-outside-04", outside / "call-outside-04.wav", 2, "PCM_16", "A003", "retention",
+         "2026-11-18T16:20:00Z"),
+    ]
+    records = {}
+    db = folder / "callqa.db"
+    conn = store.connect(db)
+    for i, (cid, path, channels, subtype, agent, campaign, at) in enumerate(calls):
+        rec = make_record(cid, audio_path=str(path), duration=20.0 if cid == "call-stereo-01" else 14.0, channels=channels, agent_id=agent,
+                          campaign=campaign, recorded_at=at, n_turns=7, seed=i)
+        if cid == "call-stereo-01":
+            _stereo_story(rec)
+        elif cid == "call-mono-02":
+            rec["flags"] = [{"type": "pitch_before_resolution", "severity": "medium", "start": 4.2, "end": 6.0,
+                             "role": "agent", "evidence": "Agent offered the premium plan before the delivery "
+                                                          "problem was solved.", "detail": {}}]
+        elif cid == "call-ulaw-03":
+            rec["flags"] = [{"type": "noisy_background", "severity": "low", "start": 2.0, "end": 8.0,
+                             "role": "customer", "evidence": "Customer channel SNR 9 dB (street noise).",
+                             "detail": {"snr_db": 9.0}}]
+        write_wav(path, rec, subtype=subtype)
+        store.save_record(conn, rec)
+        records[cid] = rec
+    conn.commit()
+    conn.close()
+    options = {"users": users or {"supervisor": hash_password(DEMO_PASSWORD, iterations=2000)},
+               "recording_roots": [str(root)], "page_size": 50}
+    return {"db": db, "root": root, "outside": outside, "records": records, "options": options,
+            "user": "supervisor", "password": DEMO_PASSWORD}
+
+
+@contextmanager
+def background_server(app, *, host: str = "127.0.0.1", port: int = 0):
+    """Run ``app`` under a real uvicorn server in a thread; yields its base URL (tests, screenshots)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"review server did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _stereo_story(rec: dict) -> None:
+    """The showcase call: greeting, a hold (dead air), a pitch, a refusal, a re-pitch over the customer."""
+    a, c = "agent", "customer"
+    turns = [
+        (a, 0.2, 2.0, AGENT_LINES[0]), (c, 2.3, 4.6, "My number is [PHONE] and my parcel never arrived."),
+        (a, 4.4, 6.2, AGENT_LINES[1]), (a, 9.0, 11.0, AGENT_LINES[2]), (c, 11.2, 12.6, CUSTOMER_LINES[2]),
+        (a, 12.5, 15.0, AGENT_LINES[3]), (c, 15.2, 16.4, CUSTOMER_LINES[3]), (a, 16.6, 19.0, AGENT_LINES[4]),
+    ]
+    rec["segments"] = [{"speaker": "S0" if r == a else "S1", "role": r, "start": s0, "end": s1, "text": t}
+                       for r, s0, s1, t in turns]
+    talk = {r: round(sum(s1 - s0 for rr, s0, s1, _ in turns if rr == r), 3) for r in (a, c)}
+    rec["metrics"]["talk_time_s"] = talk
+    rec["metrics"]["talk_ratio"] = {r: talk[r] / (talk[a] + talk[c]) for r in (a, c)}
+    rec["metrics"]["silence"] = {"total_s": 3.9, "longest_s": 2.8, "count_over_threshold": 0, "threshold_s": 10.0}
+    rec["metrics"]["noise"]["customer"]["events"] = [{"start": 2.3, "end": 4.6, "kind": "background_speech"}]
+    rec["flags"] = [
+        {"type": "dead_air", "severity": "low", "start": 6.2, "end": 9.0, "role": "agent",
+         "evidence": "No one spoke for 2.8 s: the customer was left waiting without a word.",
+         "detail": {"silence_s": 2.8}},
+        {"type": "refusal_then_continue", "severity": "high", "start": 11.2, "end": 15.0, "role": "agent",
+         "evidence": 'Customer: "No thanks, I\'m not interested in any upgrades." Agent pitched again: '
+                     '"We could also offer the first three months at half price."',
+         "detail": {"refusal": {"start": 11.2, "end": 12.6, "text": CUSTOMER_LINES[2]},
+                    "pitch": {"start": 12.5, "end": 15.0, "text": AGENT_LINES[3]}}},
+    ]

@@ -137,7 +137,7 @@ SVG_W, LABEL_W, LANE_H, LANE_GAP, AXIS_H = 1000, 150, 18, 6, 22
 
 def render_svg(view: TimelineView) -> str:
     """Inline SVG; every shape carries ``data-seek`` so a click seeks the audio (see static/call.js)."""
-    plot_w = SVG_W - LABEL_W - 10
+    plot_w = SVG_W - LABEL_W - 22  # room for the last tick label
     scale = plot_w / view.duration
     height = AXIS_H + len(view.lanes) * (LANE_H + LANE_GAP) + 4
     out = [f'<svg id="timeline" class="timeline" viewBox="0 0 {SVG_W} {height}" role="img" '
