@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from typing import Any, Iterator
 
-from .pool import Outcome, Task
+from .pool import Outcome, Task, worker_threads
 from .worker import run_task, warm_up
 
 log = logging.getLogger("pipeline")
@@ -40,15 +40,20 @@ class DaskPool:
         self.config = config
         self.timeout_s = timeout_s if timeout_s and timeout_s > 0 else None
         self.cluster = None
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+            if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:  # keep the summary readable
+                logging.getLogger(name).setLevel(logging.WARNING)
         if scheduler:
             self.client = Client(scheduler, timeout="60s")
         else:
             self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=threads_per_worker,
                                         processes=True, dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
+        # one CPU thread per running call unless the config says otherwise
+        self.threads = worker_threads(config, max(2, self.workers))
         if warm:
             try:
-                self.client.run(warm_up, config)
+                self.client.run(warm_up, config, self.threads)
             except Exception as e:  # the first call on each worker reports the real problem
                 log.warning("dask warm-up failed: %s", e)
         self.pending: deque[Task] = deque()
@@ -67,7 +72,8 @@ class DaskPool:
         while self.pending and len(self.inflight) < cap:
             task = self.pending.popleft()
             key = f"callqa-{task.item.call_id}-{task.attempt}-{uuid.uuid4().hex[:8]}"
-            fut = self.client.submit(run_task, self.work_ref, task.item, self.config, key=key, pure=False, retries=0)
+            fut = self.client.submit(run_task, self.work_ref, task.item, self.config, self.threads, key=key,
+                                     pure=False, retries=0)
             self.inflight[fut] = task
 
     def _check_timeouts(self) -> list[tuple[Any, str]]:

@@ -46,7 +46,19 @@ class Outcome:
     elapsed_s: float = 0.0
 
 
-def _worker_main(conn, work_ref: str, config: Any, warm: bool) -> None:
+def worker_threads(config: Any, workers: int) -> int | None:
+    """CPU threads per worker: the config's, else one per worker when several run (faster than threads)."""
+    asr = getattr(config, "asr", None)
+    if asr is None:
+        return None
+    if getattr(asr, "cpu_threads", 0):
+        return asr.cpu_threads
+    from ..asr import default_threads
+
+    return default_threads(workers)
+
+
+def _worker_main(conn, work_ref: str, config: Any, warm: bool, threads: int | None) -> None:
     from . import worker
 
     # Ctrl-C goes to the parent, which stops the pool; workers must not die mid-write.
@@ -62,7 +74,7 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool) -> None:
     threading.Thread(target=_orphan_watch, daemon=True).start()
     if warm:
         try:
-            worker.warm_up(config)
+            worker.warm_up(config, threads)
         except Exception as e:  # the first call reports the real error
             log.warning("worker warm-up failed: %s", e)
     while True:
@@ -74,7 +86,7 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool) -> None:
             return
         tid, item = msg
         try:
-            env = worker.run_task(work_ref, item, config)
+            env = worker.run_task(work_ref, item, config, threads)
             conn.send(("ok", tid, env, ""))
         except BaseException as e:  # noqa: BLE001 - report everything, the parent decides
             tb = traceback.format_exception_only(type(e), e)[-1].strip()
@@ -82,9 +94,9 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool) -> None:
 
 
 class _Proc:
-    def __init__(self, ctx, work_ref: str, config: Any, warm: bool) -> None:
+    def __init__(self, ctx, work_ref: str, config: Any, warm: bool, threads: int | None) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child, work_ref, config, warm), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, work_ref, config, warm, threads), daemon=True)
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -114,6 +126,8 @@ class LocalPool:
         self.n = max(1, workers)
         self.timeout_s = timeout_s if timeout_s and timeout_s > 0 else None
         self.warm = warm
+        self.threads = worker_threads(config, self.n)
+        # spawn, not fork: CTranslate2/OpenMP threads in a forked parent deadlock children
         self.ctx = mp.get_context(start_method)
         self.pending: deque[Task] = deque()
         self.procs: list[_Proc] = []
@@ -127,7 +141,7 @@ class LocalPool:
         self.pending.append(task)
 
     def _spawn(self) -> _Proc:
-        return _Proc(self.ctx, self.work_ref, self.config, self.warm)
+        return _Proc(self.ctx, self.work_ref, self.config, self.warm, self.threads)
 
     def events(self) -> Iterator[Outcome]:
         while self.pending or any(p.task for p in self.procs):
