@@ -57,6 +57,7 @@ _PRIORITY = {t: i for i, t in enumerate(("card", "cvv", "expiry", "ssn", "number
                                          "address", "name"))}
 PLACEHOLDERS = {t: f"[{t.upper()}]" for t in PII_TYPES}
 AUDIO_MODES = ("tone", "silence")
+_SPAN_REACH_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -847,7 +848,9 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
     Adjacent words of one detection in one turn collapse into one placeholder word spanning
     their times (fillers between the digit groups included). ``metrics``: ``types``
     (redacted), ``counts`` by type (detections, not words), ``total``, ``raw_text_kept`` and
-    ``spans: [{type, role, speaker, channel?, start, end}]`` - one per placeholder, no raw text.
+    ``spans: [{type, role, speaker, channel?, start, end}]`` - one per placeholder, no raw text;
+    a span also covers the silent gaps next to its words (up to 0.5 s; the turn's edge when the
+    words open or close the turn) because ASR word times clip the audio of a word.
     With ``keep_raw_text`` the spans are reported but the text is left as it is.
     """
     if not options.enabled:
@@ -887,6 +890,7 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
                 out.append(words[wi])
                 wi += 1
                 continue
+            first = wi
             group = [words[wi]]
             wi += 1
             while wi < len(words) and owner.get((ti, wi)) == h:
@@ -895,8 +899,14 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
             ph = _placeholder(group, hits[h].type)
             out.append(ph)
             used_hits.add(h)
+            # The span reaches into the silent gaps around the words (up to _SPAN_REACH_S): ASR word times
+            # clip onsets and tails, and a masked gap costs nothing while an audible last digit leaks.
+            before = words[first - 1].end if first > 0 else turn.start
+            after = words[wi].start if wi < len(words) else turn.end
+            start = max(ph.start - _SPAN_REACH_S, min(ph.start, before))
+            end = min(ph.end + _SPAN_REACH_S, max(ph.end, after))
             span = {"type": hits[h].type, "role": turn.role, "speaker": turn.speaker,
-                    "start": round(ph.start, 3), "end": round(ph.end, 3)}
+                    "start": round(start, 3), "end": round(end, 3)}
             if channel_of.get(turn.speaker) is not None:
                 span["channel"] = channel_of[turn.speaker]
             spans.append(span)
