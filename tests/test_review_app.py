@@ -252,3 +252,24 @@ def test_timeline_view_lanes():
     assert [(i.start, i.end) for i in lanes["silence"].items] == [(8.0, 15.0), (16.0, 20.0)]
     assert [(i.start, i.end) for i in lanes["noise"].items] == [(1.0, 3.0)]
     assert len(lanes["speaker:S0"].items) == 2 and len(lanes["flags"].items) == 1
+
+
+def test_counts_agree_with_a_plain_join_in_every_state(tmp_path):
+    conn = store.connect(tmp_path / "bulk.db")
+    queries.ensure_review_tables(conn)
+    for rec in bulk_records(30, flags_per_call=3, seed=5):
+        store.save_record(conn, rec)
+    conn.commit()
+    ids = [r[0] for r in conn.execute("SELECT flag_id FROM flags ORDER BY flag_id")]
+    for i, fid in enumerate(ids[::4]):
+        queries.save_verdict(conn, fid, "confirmed" if i % 3 else "dismissed", reviewer="t")
+    agent = conn.execute("SELECT agent_id FROM flags LIMIT 1").fetchone()[0]
+    for state in queries.STATES:
+        for extra in ({}, {"agent": agent}, {"severity": "high"}, {"date_from": "2026-10-10"}):
+            flt = queries.FlagFilter(state=state, **extra)
+            where, args = flt.where()
+            expect = conn.execute("SELECT COUNT(*) FROM flags f LEFT JOIN reviews r ON r.flag_id = f.flag_id"
+                                  + where, args).fetchone()[0]
+            page = queries.list_flags(conn, flt, page_size=1000)
+            assert page.total == expect == len(page.rows), (state, extra)
+            assert sum(c["n"] for c in page.counts) == expect

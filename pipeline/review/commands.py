@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
     def hash_password_cmd(
         token: bool = typer.Option(False, "--token", help="Make a random access token and print its sha256 instead."),
     ) -> None:
-        """Print a password hash for [review.users] (or a new token and its token_sha256)."""
+        """Print a password hash for the review.users table (or a new access token and its token_sha256)."""
         import hashlib
         import secrets
 
@@ -108,5 +108,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"token (give to reviewers): {t}")
             typer.echo(f'token_sha256 = "{hashlib.sha256(t.encode()).hexdigest()}"')
             return
-        pw = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        pw = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)  # hash alone on stdout
         typer.echo(hash_password(pw))

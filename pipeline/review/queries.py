@@ -8,6 +8,7 @@ stays auditable while ``reviews`` keeps the current verdict per flag.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import sqlite3
@@ -105,25 +106,43 @@ _FROM = " FROM flags f LEFT JOIN reviews r ON r.flag_id = f.flag_id"
 
 
 def list_flags(conn: sqlite3.Connection, flt: FlagFilter, *, page: int = 1, page_size: int = 50) -> FlagPage:
-    where, args = flt.where()
-    total = conn.execute("SELECT COUNT(*)" + _FROM + where, args).fetchone()[0]
+    counts = type_counts(conn, flt)
+    total = sum(c["n"] for c in counts if not flt.type or c["type"] == flt.type)
     pages = max(1, -(-total // page_size))
     page = min(max(1, page), pages)
+    where, args = flt.where()
     rows = conn.execute(
         "SELECT f.flag_id, f.call_id, f.type, f.severity, f.start_s, f.end_s, f.role, f.evidence, f.agent_id,"
         " f.campaign, f.call_date, r.verdict, r.note, r.reviewer, r.reviewed_at" + _FROM + where
         + " ORDER BY " + SORTS[flt.sort] + " LIMIT ? OFFSET ?",
         [*args, page_size, (page - 1) * page_size],
     ).fetchall()
-    where_nt, args_nt = flt.where(with_type=False)
-    counts = conn.execute(
-        "SELECT f.type AS type, COUNT(*) AS n, SUM(r.verdict = 'confirmed') AS confirmed,"
-        " SUM(r.verdict = 'dismissed') AS dismissed" + _FROM + where_nt + " GROUP BY f.type ORDER BY n DESC, f.type",
-        args_nt,
-    ).fetchall()
     return FlagPage(rows=[dict(r) for r in rows], total=total, page=page, pages=pages,
-                    counts=[{"type": c[0], "n": c[1], "confirmed": c[2] or 0, "dismissed": c[3] or 0}
-                            for c in counts])
+                    counts=[c for c in counts if c["n"]])
+
+
+def type_counts(conn: sqlite3.Connection, flt: FlagFilter) -> list[dict]:
+    """Per flag type under every filter but the type: flags in the chosen state, confirmed, dismissed.
+
+    Two cheap aggregates instead of one join over every flag: totals per type from the flags
+    indexes, verdicts per type from the (much smaller) reviews table; open = total - reviewed.
+    """
+    base = dataclasses.replace(flt, type="", state="all")
+    where, args = base.where()
+    totals = dict(conn.execute("SELECT f.type, COUNT(*) FROM flags f" + where + " GROUP BY f.type", args).fetchall())
+    verdicts: dict[str, dict[str, int]] = {}
+    for ftype, verdict, n in conn.execute(
+            "SELECT f.type, r.verdict, COUNT(*) FROM reviews r JOIN flags f ON f.flag_id = r.flag_id"
+            + where + " GROUP BY f.type, r.verdict", args):
+        verdicts.setdefault(ftype, {})[verdict] = n
+    out = []
+    for ftype, total in totals.items():
+        confirmed = verdicts.get(ftype, {}).get("confirmed", 0)
+        dismissed = verdicts.get(ftype, {}).get("dismissed", 0)
+        n = {"all": total, "open": total - confirmed - dismissed, "reviewed": confirmed + dismissed,
+             "confirmed": confirmed, "dismissed": dismissed}[flt.state]
+        out.append({"type": ftype, "n": n, "total": total, "confirmed": confirmed, "dismissed": dismissed})
+    return sorted(out, key=lambda c: (-c["n"], c["type"]))
 
 
 def filter_choices(conn: sqlite3.Connection, *, limit: int = 500) -> dict:
