@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -30,7 +31,6 @@ from .timeline_view import build_view, fmt_time, render_svg
 
 log = logging.getLogger("pipeline")
 HERE = Path(__file__).resolve().parent
-_DUMMY_HASH = hash_password("not-a-real-password", iterations=1000)  # equalises timing for unknown users
 
 
 class NotSignedIn(Exception):
@@ -106,6 +106,10 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
         if not r.is_dir():
             log.warning("review: recording root %s is not a folder; its audio will not be served", r)
     db = _Store(db_path)
+    # unknown names are checked against a dummy hash of the same cost, so timing does not reveal users
+    iterations = next((int(h.split("$")[1]) for h in options.users.values() if h.count("$") == 3
+                       and h.split("$")[1].isdigit()), 260_000)
+    dummy_hash = hash_password(secrets.token_urlsafe(12), iterations=iterations)
     sessions = SessionManager(secret_key=options.secret_key, lifetime_s=options.session_lifetime_min * 60)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["t"] = fmt_time
@@ -125,7 +129,8 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
 
     def require(request: Request) -> Session:
         s = session_of(request)
-        if s is None or (s.user not in options.users and s.user != "token"):
+        # the user must still be configured (removing a user or the token ends their sessions)
+        if s is None or not (s.user in options.users or (s.user == "token" and options.token_sha256)):
             raise NotSignedIn()
         return s
 
@@ -178,7 +183,7 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
             user = "token"
         elif username or password:
             encoded = options.users.get(username)
-            ok = verify_password(password, encoded or _DUMMY_HASH)
+            ok = verify_password(password, encoded or dummy_hash)
             user = username if (ok and encoded) else None
         if user is None:
             log.warning("review: failed sign-in for %r from %s", username[:64], request.client.host if request.client else "?")

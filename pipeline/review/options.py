@@ -30,6 +30,8 @@ class ReviewOptions:
             raise ValueError("config: review.page_size must be between 1 and 1000")
         if self.silence_min_s < 0:
             raise ValueError("config: review.silence_min_s must be >= 0 (seconds)")
+        if "token" in self.users:
+            raise ValueError("config: review.users.token: the name 'token' is reserved for token sign-ins")
         for name, h in self.users.items():
             if not name or not isinstance(h, str) or not h.startswith("pbkdf2_sha256$"):
                 raise ValueError(
