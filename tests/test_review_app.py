@@ -273,3 +273,21 @@ def test_counts_agree_with_a_plain_join_in_every_state(tmp_path):
             page = queries.list_flags(conn, flt, page_size=1000)
             assert page.total == expect == len(page.rows), (state, extra)
             assert sum(c["n"] for c in page.counts) == expect
+
+
+def test_error_record_and_unknown_speaker_pages_render(demo):
+    conn = store.connect(demo["db"])
+    store.save_record(conn, {"schema_version": "1.0", "call_id": "broken-05", "status": "error",
+                             "error": {"kind": "decode_error", "message": "not an audio file"},
+                             "source": {"path": "broken.wav"}, "speakers": [], "segments": [], "metrics": {},
+                             "flags": [], "provenance": {"processed_at": "2026-11-22T01:00:00Z"}})
+    rec = dict(demo["records"]["call-mono-02"], call_id="unk-06",
+               speakers=[{"id": "spk0", "role": "unknown", "channel": None}])
+    rec["segments"] = [dict(s, speaker="spk0", role="unknown") for s in rec["segments"]]
+    store.save_record(conn, rec)
+    conn.commit()
+    client = signed_in(demo)
+    html = client.get("/calls/broken-05").text
+    assert "decode_error: not an audio file" in html and "No transcript." in html
+    html = client.get("/calls/unk-06").text
+    assert "Unknown (spk0)" in html and html.count('class="line role-unknown"') == len(rec["segments"])

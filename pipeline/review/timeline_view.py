@@ -43,9 +43,9 @@ class TimelineView:
     lanes: tuple[Lane, ...]
 
 
-def fmt_time(t: float | None) -> str:
+def fmt_time(t: object) -> str:
     """Seconds -> m:ss.s (h:mm:ss for long calls)."""
-    if t is None:
+    if not isinstance(t, (int, float)) or isinstance(t, bool):  # missing (None / template Undefined)
         return "–"
     t = max(0.0, float(t))
     h, rem = divmod(t, 3600)
