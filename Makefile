@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# audio_fixtures/ holds deliberately bad files too (silence, a 1 s clip): their error records are
+# part of the demo, so exit code 1 ("some calls failed") still counts as a successful demo.
 demo: setup
-	$(VENV)/bin/callqa analyze audio_fixtures --out out/demo
+	$(VENV)/bin/callqa analyze audio_fixtures --out out/demo --workers 2 || [ $$? -eq 1 ]
 
 test: setup
 	$(PY) -m pytest -q
