@@ -126,3 +126,30 @@ def test_serve_runs_the_app_on_localhost(tmp_path):
         proc.wait(timeout=10)
     bad = callqa("serve", str(demo["db"]), "--port", str(port))  # default config has no users
     assert bad.returncode == 2 and "hash-password" in bad.stderr
+
+
+def test_verdicts_given_in_the_app_reach_callqa_stats(tmp_path):
+    """Verdicts posted through the web app -> per-type precision in `callqa stats` (the batch capability)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from pipeline.review.app import create_app
+    from pipeline.review.options import options_from_dict
+
+    demo = build_demo(tmp_path)
+    client = TestClient(create_app(demo["db"], options_from_dict(demo["options"])))
+    client.post("/login", data={"username": demo["user"], "password": demo["password"]})
+    verdicts = {"call-stereo-01": "confirmed", "call-outside-04": "dismissed"}
+    for cid, verdict in verdicts.items():
+        flag = next(f for f in demo["records"][cid]["flags"] if f["type"] == "refusal_then_continue")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"/calls/{cid}").text).group(1)
+        r = client.post("/verdict", data={"csrf_token": token, "flag_id": store.flag_id(cid, flag),
+                                          "verdict": verdict}, follow_redirects=False)
+        assert r.status_code == 303
+    proc = callqa("stats", str(demo["db"]), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["type"]: r for r in json.loads(proc.stdout)["precision"]}
+    ours = queries.verdict_precision(store.connect(demo["db"], readonly=True))
+    assert rows["refusal_then_continue"]["reviewed"] == ours["refusal_then_continue"]["reviewed"] == 2
+    assert rows["refusal_then_continue"]["precision"] == ours["refusal_then_continue"]["precision"] == 0.5
