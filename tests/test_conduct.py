@@ -1,0 +1,294 @@
+"""Sales conduct analysis on hand-built timelines (spaCy model, no audio)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jsonschema
+import pytest
+
+from pipeline.analysis.conduct import ConductOptions, analyze_conduct
+from pipeline.analysis.conduct_eval import load_corpus, timeline_from_turns
+from pipeline.config import load_config
+from pipeline.record import record_schema
+from pipeline.timeline import Speaker, Timeline, Turn, Word
+
+OPTS = load_config().conduct
+
+
+def run(*turns, options=OPTS):
+    return analyze_conduct(timeline_from_turns(turns), options)
+
+
+def flag_types(result):
+    return [f.type for f in result.flags]
+
+
+def A(text):
+    return ("agent", text)
+
+
+def C(text):
+    return ("customer", text)
+
+
+# --- refusal_then_continue -------------------------------------------------
+
+def test_refusal_then_another_pitch_is_flagged_with_both_lines_and_times():
+    tl = timeline_from_turns([
+        C("hi my voicemail stopped working"),
+        A("ive reset it can you try now"),
+        C("yes it works now thanks"),
+        A("great while i have you we have a fiber upgrade for just ten dollars more a month"),
+        C("no thanks im fine"),
+        A("ok what about adding a second line its only twenty dollars"),
+        C("no"),
+    ])
+    r = analyze_conduct(tl, OPTS)
+    (flag,) = [f for f in r.flags if f.type == "refusal_then_continue"]
+    refusal_turn, pitch_turn = tl.turns[4], tl.turns[5]
+    # Evidence quotes both parties with their times; detail carries the turns and the matched words.
+    assert "no thanks im fine" in flag.evidence and "what about adding a second line" in flag.evidence
+    assert flag.detail["refusal"]["start"] == refusal_turn.start
+    assert flag.detail["pitch"]["start"] == pitch_turn.start
+    assert flag.detail["refusal"]["text"] == refusal_turn.transcript
+    assert flag.detail["pitch"]["text"] == pitch_turn.transcript
+    # Match times are the words' own times.
+    assert flag.detail["refusal"]["match_start"] == refusal_turn.words[0].start
+    assert pitch_turn.start <= flag.detail["pitch"]["match_start"] < pitch_turn.end
+    assert flag.start == refusal_turn.words[0].start and flag.end <= pitch_turn.end
+    assert flag.role == "agent"
+    assert "fiber upgrade" in flag.detail["refused_offer"]["text"]
+    assert "pitch_before_resolution" not in flag_types(r)
+
+
+def test_refusal_respected_is_not_flagged_and_counted_as_respected():
+    r = run(C("hi i cant log in"), A("ive sent you a reset link"), C("ok im in now"),
+            A("would it be alright if i mentioned our annual plan it saves twenty percent"),
+            C("nah not right now"), A("no worries have a good evening"))
+    assert flag_types(r) == []
+    assert r.metrics["counts"]["refusals"] == 1
+    assert r.metrics["counts"]["refusals_respected"] == 1
+    assert r.metrics["permission_before_first_pitch"] is True
+
+
+@pytest.mark.parametrize("answer", [
+    "no i didnt get the email",
+    "No, I didn't get the email.",
+    "no that's all thanks",
+])
+def test_a_no_that_answers_a_question_is_not_a_refusal(answer):
+    # The agent's last turn asked a question, not an offer: "no" answers it.
+    r = run(C("hi my bill is wrong this month"), A("ive corrected it"), C("great thanks"),
+            A("we also have a premium plan for ten dollars more a month"), C("hmm"),
+            A("by the way did you get our email last week"), C(answer),
+            A("ok you can upgrade to the premium plan any time"))
+    assert r.metrics["counts"]["refusals"] == 0
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_no_problem_is_a_determiner_not_a_refusal():
+    r = run(A("hi would you like to add our protection plan"), C("no problem at all tell me more"))
+    assert r.metrics["counts"]["refusals"] == 0
+    assert r.metrics["counts"]["customer_interest"] >= 1
+
+
+def test_customer_reopening_the_subject_cancels_the_refusal():
+    r = run(A("hi its sara from metro mobile we can upgrade you to the new iphone for no upfront cost"),
+            C("no thanks"), A("no problem at all"),
+            C("actually how much would my monthly bill be on that"),
+            A("it would be fifty five dollars a month with unlimited data"))
+    assert r.metrics["counts"]["refusals"] == 1
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_explicit_refusal_counts_without_an_offer_and_is_high_severity():
+    r = run(A("hi this is rob from safe life insurance"), C("im not interested please dont call again"),
+            A("it only takes two minutes and you could save a lot"))
+    (flag,) = [f for f in r.flags if f.type == "refusal_then_continue"]
+    assert flag.severity == "high" and flag.detail["refusal"]["kind"] == "explicit"
+
+
+def test_pitch_outside_the_window_is_not_a_continuation():
+    opts = dataclasses.replace(OPTS, continue_agent_turns=1)
+    turns = [A("would you like our fiber upgrade for ten dollars more"), C("no thanks"),
+             A("ok"), C("so about my bill"), A("sure"), C("ok"),
+             A("our premium plan is only twenty dollars")]
+    assert "refusal_then_continue" not in flag_types(run(*turns, options=opts))
+    assert "refusal_then_continue" in flag_types(run(*turns))  # default window: 3 agent turns
+
+
+# --- pitch_before_resolution -----------------------------------------------
+
+def test_pitch_before_the_problem_is_solved_is_flagged():
+    r = run(C("hi my internet has been down since this morning"),
+            A("sorry about that with our premium plan you get a backup router so youd never be offline"),
+            C("ok but can you fix it"), A("yes ive reset your line it should work now"), C("yes its working"))
+    (flag,) = [f for f in r.flags if f.type == "pitch_before_resolution"]
+    assert "internet has been down" in flag.evidence and "premium plan" in flag.evidence
+    assert flag.detail["reason"]["kind"] == "problem"
+    assert flag.detail["resolved_at"]["start"] > flag.detail["pitch"]["match_start"]
+    assert r.metrics["reason_for_calling"]["kind"] == "problem"
+
+
+def test_pitch_after_the_fix_in_the_same_turn_is_fine():
+    r = run(C("hi my internet has been down since this morning"),
+            A("ive reset your line it should work now and while i have you our premium plan is only ten dollars more"),
+            C("no thanks"), A("ok have a good day"))
+    assert flag_types(r) == []
+    assert r.metrics["resolved_at"]["start"] < r.metrics["first_pitch_s"]
+
+
+def test_claimed_fix_contradicted_by_the_customer_does_not_count():
+    r = run(C("my router keeps dropping the connection"), A("ive reset it it should work now"),
+            C("no its still not working"),
+            A("you know our premium plan comes with a new router for only five dollars more"),
+            C("just fix it please"), A("ok ive sent an engineer"))
+    assert "pitch_before_resolution" in flag_types(r)
+
+
+def test_customer_asking_for_the_product_is_not_pitch_before_resolution():
+    r = run(C("hi my internet keeps buffering do you have anything faster"),
+            A("yes our gigabit plan is seventy dollars a month"), C("ok switch me"), A("done"))
+    assert flag_types(r) == []
+    r = run(C("hi im looking to upgrade my phone what deals do you have"),
+            A("the new phone is free with a two year plan at forty five a month"), C("sounds good"))
+    assert flag_types(r) == [] and r.metrics["reason_for_calling"]["kind"] == "inquiry"
+
+
+def test_outbound_sales_call_has_no_reason_to_resolve():
+    r = run(A("hi this is jen from clearview windows am i speaking with the homeowner"), C("yes who is this"),
+            A("we are offering free quotes on replacement windows this month"), C("ok sure"))
+    assert "pitch_before_resolution" not in flag_types(r)
+
+
+# --- positive markers ------------------------------------------------------
+
+def test_good_habits_are_counted_with_times():
+    tl = timeline_from_turns([
+        C("hello the printer on our plan wont print anything"),
+        A("ive pushed a driver update to your account could you check if it prints now"),
+        C("yes it works"),
+        A("great did that fix it for you"),
+        C("yes thanks"),
+        A("how many people in your office print each day"),
+        C("about ten"),
+        A("would it be okay if i mentioned our office bundle"),
+        C("sure"),
+        A("it would be twelve dollars a month and includes free toner"),
+        C("sounds good how do i sign up"),
+    ])
+    r = analyze_conduct(tl, OPTS)
+    c = r.metrics["counts"]
+    assert c["checkbacks"] >= 1 and c["needs_questions"] == 1 and c["permission_requests"] == 1
+    assert c["customer_interest"] >= 2 and c["pitches"] >= 1 and c["refusals"] == 0
+    assert r.metrics["permission_before_first_pitch"] is True
+    assert flag_types(r) == []
+    needs = r.metrics["needs_questions"][0]
+    assert tl.turns[5].start <= needs["start"] < needs["end"] <= tl.turns[5].end
+    assert needs["text"].lower().startswith("how many people")
+    assert r.metrics["resolved_at"]["start"] < r.metrics["first_pitch_s"]
+
+
+def test_metrics_match_the_record_schema():
+    r = run(C("hi my card was stolen"), A("did you know youre pre approved for our rewards card"),
+            C("no i just want to block it"), A("what if i waived the annual fee"), C("block the card"),
+            A("ok the card is blocked"))
+    schema = record_schema()["properties"]["metrics"]["properties"]["conduct"]
+    jsonschema.validate(r.metrics, schema)
+    assert set(flag_types(r)) == {"refusal_then_continue", "pitch_before_resolution"}
+    for f in r.flags:
+        jsonschema.validate(f.to_dict(), record_schema()["$defs"]["flag"])
+
+
+# --- ASR robustness --------------------------------------------------------
+
+CLEAN = [C("Hi, my phone bill is way higher this month. I got charged for roaming I never used."),
+         A("Let me look. Before I do, have you heard about our travel pass? It's only five dollars a day."),
+         C("No, I don't travel. I just want the charge removed."),
+         A("I understand, but the unlimited plan includes roaming and it's only fifteen more a month."),
+         C("Can you just remove the charge?"),
+         A("Okay, I've removed the roaming charge.")]
+
+
+def _asr(text):
+    # Lowercase, no punctuation, apostrophes dropped, a couple of misrecognitions.
+    out = "".join(ch for ch in text.lower() if ch.isalnum() or ch in " '").replace("'", "")
+    return out.replace("roaming", "roming").replace("travel pass", "travel pas")
+
+
+def test_same_call_clean_and_asr_like_gives_the_same_flags():
+    clean = run(*CLEAN)
+    noisy = run(*[(role, _asr(text)) for role, text in CLEAN])
+    assert set(flag_types(clean)) == {"refusal_then_continue", "pitch_before_resolution"}
+    assert set(flag_types(noisy)) == set(flag_types(clean))
+
+
+def test_plain_tokenizer_fallback_agrees_on_the_basics():
+    opts = dataclasses.replace(OPTS, use_spacy=False)
+    r = analyze_conduct(timeline_from_turns(CLEAN), opts)
+    assert r.metrics["nlp"] == "plain"
+    assert set(flag_types(r)) == {"refusal_then_continue", "pitch_before_resolution"}
+    assert run(A("would you like the protection plan"), C("no problem go ahead"),
+               options=opts).metrics["counts"]["refusals"] == 0
+
+
+# --- config ----------------------------------------------------------------
+
+def test_product_vocabulary_is_extendable_per_company():
+    turns = [C("hi i cant log in to my account"),
+             A("with our platinum club you get priority login support"), C("ok"), A("ive unlocked it")]
+    assert "pitch_before_resolution" not in flag_types(run(*turns))
+    opts = dataclasses.replace(OPTS, extra_product_terms=("platinum club",))
+    assert "pitch_before_resolution" in flag_types(run(*turns, options=opts))
+
+
+def test_bad_phrase_syntax_and_unknown_categories_name_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[conduct]\nrefusal_phrases = ["(not now"]\n')
+    with pytest.raises(ValueError, match="conduct.refusal_phrases"):
+        load_config(bad)
+    bad.write_text('[conduct.pitch_phrases]\nbribe = ["cash"]\n')
+    with pytest.raises(ValueError, match="pitch_phrases.*bribe"):
+        load_config(bad)
+    bad.write_text('[conduct]\nproduct_terms = ["{nope}"]\n')
+    with pytest.raises(ValueError, match="product_terms"):
+        load_config(bad)
+
+
+def test_disabled_returns_nothing():
+    r = analyze_conduct(timeline_from_turns(CLEAN), dataclasses.replace(OPTS, enabled=False))
+    assert r.metrics == {} and r.flags == ()
+
+
+# --- purity and cost -------------------------------------------------------
+
+def test_pure_and_deterministic():
+    tl = timeline_from_turns(CLEAN)
+    before = tl.to_dict()
+    a, b = analyze_conduct(tl, OPTS), analyze_conduct(tl, OPTS)
+    assert tl.to_dict() == before
+    assert a.metrics == b.metrics and [f.to_dict() for f in a.flags] == [f.to_dict() for f in b.flags]
+
+
+def test_redacted_text_without_matching_words_still_gets_times():
+    words = tuple(Word(10 + i * 0.3, 10.25 + i * 0.3, w) for i, w in enumerate("no thanks im good".split()))
+    tl = Timeline(duration=30, speakers=(Speaker("A", "agent", 0), Speaker("C", "customer", 1)), turns=(
+        Turn("A", 5, 9, "agent", text="would you like our premium plan for [number] dollars"),
+        Turn("C", 10, 11.2, "customer", words=words),
+        Turn("A", 12, 15, "agent", text="what if i gave you [number] percent off"),
+    ))
+    (flag,) = analyze_conduct(tl, OPTS).flags
+    assert flag.type == "refusal_then_continue"
+    assert 12 <= flag.detail["pitch"]["match_start"] < 15 and flag.start == 10
+
+
+def test_a_long_call_is_cheap():
+    turns = [t for c in load_corpus() for t in c.turns]  # ~470 turns, ~4300 words (~25 min of talk)
+    tl = timeline_from_turns(turns)
+    analyze_conduct(timeline_from_turns(turns[:4]), OPTS)  # load spaCy and compile phrases once
+    t0 = time.perf_counter()
+    analyze_conduct(tl, OPTS)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0, f"conduct took {elapsed:.2f}s on {len(turns)} turns"
