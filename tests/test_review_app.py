@@ -174,6 +174,8 @@ def test_audio_range_requests(demo):
     assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
     assert client.get(url, headers={"Range": "bytes=-50"}).content == data[-50:]
     assert client.get(url, headers={"Range": "bytes=1000-"}).content == data[1000:]
+    head = client.head(url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(data) and not head.content
     bad = client.get(url, headers={"Range": f"bytes={len(data) + 10}-"})
     assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(data)}"
 
@@ -291,3 +293,20 @@ def test_error_record_and_unknown_speaker_pages_render(demo):
     assert "decode_error: not an audio file" in html and "No transcript." in html
     html = client.get("/calls/unk-06").text
     assert "Unknown (spk0)" in html and html.count('class="line role-unknown"') == len(rec["segments"])
+
+
+def test_noise_lane_and_glance_read_the_noise_metrics_layout():
+    from pipeline.review.present import metric_glance
+
+    metrics = {"noise": {"overall": {"snr_db": 20.0}, "method": {"block_s": 2.0},
+                         "by_role": {"agent": {"snr_db": 31.2, "noise_floor_dbfs": -60.4},
+                                     "customer": {"snr_db": 9.0, "background_speech_share": 0.4,
+                                                  "dropouts": {"count": 1, "times": [[3.0, 3.5]]}}}}}
+    glance = dict(metric_glance(metrics))
+    assert glance["Noise (agent)"] == "SNR 31 dB · floor -60 dBFS"
+    assert glance["Noise (customer)"] == "SNR 9 dB · background speech 40%"
+    assert not any("method" in k for k in glance)
+    rec = {"duration_s": 10.0, "speakers": [], "segments": [], "metrics": metrics,
+           "flags": [{"type": "poor_line_quality", "severity": "medium", "start": 6.0, "end": 7.0, "evidence": ""}]}
+    lanes = {lane.key: lane for lane in build_view(rec).lanes}
+    assert [(i.start, i.end) for i in lanes["noise"].items] == [(3.0, 3.5), (6.0, 7.0)]

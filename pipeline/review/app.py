@@ -290,7 +290,7 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
         return RedirectResponse(target + anchor, status_code=303)
 
     # --- audio ---------------------------------------------------------------------------------------
-    @app.get("/audio/{root_index}/{rel:path}")
+    @app.api_route("/audio/{root_index}/{rel:path}", methods=["GET", "HEAD"])
     def audio(request: Request, root_index: str, rel: str):
         require(request)
         if not root_index.isdigit():

@@ -34,16 +34,27 @@ def metric_glance(metrics: dict) -> list[tuple[str, str]]:
     rows.append(("Longest monologue", _per_role(mono.get("longest_s"), lambda v: f"{v:.0f} s")))
     rows.append(("Words / minute", _per_role(metrics.get("words_per_minute"), lambda v: f"{v:.0f}")))
     rows.append(("Questions", _per_role(metrics.get("questions"), lambda v: f"{v:.0f}")))
-    noise = metrics.get("noise")
-    if isinstance(noise, dict):
-        for key, val in noise.items():
-            if isinstance(val, dict):
-                nums = [f"{k} {_num(v):.1f}" for k, v in val.items() if _num(v) is not None][:3]
-                if nums:
-                    rows.append((f"Noise {key}", " · ".join(nums)))
-            elif _num(val) is not None:
-                rows.append((f"Noise {key}", f"{_num(val):.1f}"))
+    rows.extend(_noise_rows(metrics.get("noise")))
     return [(k, v) for k, v in rows if v]
+
+
+NOISE_PICKS = (("snr_db", "SNR {:.0f} dB"), ("noise_floor_dbfs", "floor {:.0f} dBFS"),
+               ("background_speech_share", "background speech {:.0%}"), ("bak_mos", "BAK {:.1f}"))
+
+
+def _noise_rows(noise: object) -> list[tuple[str, str]]:
+    """Per side (``by_role``, else any per-key blocks): SNR, noise floor, background speech, BAK."""
+    if not isinstance(noise, dict):
+        return []
+    blocks = noise.get("by_role") if isinstance(noise.get("by_role"), dict) else {
+        k: v for k, v in noise.items() if isinstance(v, dict) and k not in ("method", "overall")}
+    rows = []
+    for side, m in blocks.items():
+        if isinstance(m, dict):
+            parts = [fmt.format(m[k]) for k, fmt in NOISE_PICKS if _num(m.get(k)) is not None]
+            if parts:
+                rows.append((f"Noise ({side})", " · ".join(parts)))
+    return rows
 
 
 def detail_rows(detail: dict) -> list[dict]:

@@ -79,8 +79,10 @@ def make_record(call_id: str, *, audio_path: str, duration: float = 12.0, channe
             "monologues": {"longest_s": {"agent": slot, "customer": slot * 0.8}, "items": []},
             "words_per_minute": {"agent": 150.0 + rng.uniform(-20, 20), "customer": 130.0},
             "questions": {"agent": 2, "customer": 0},
-            "noise": {"agent": {"snr_db": 28.0, "noise_floor_db": -62.0},
-                      "customer": {"snr_db": 14.5, "noise_floor_db": -48.0}},
+            "noise": {"by_role": {  # the layout of pipeline/analysis/noise.py
+                "agent": {"snr_db": 28.0, "noise_floor_dbfs": -62.0, "background_speech_share": 0.02},
+                "customer": {"snr_db": 14.5, "noise_floor_dbfs": -48.0, "background_speech_share": 0.31,
+                             "dropouts": {"count": 0, "total_s": 0.0, "times": []}}}},
         },
         "flags": flags,
         "provenance": {"pipeline_version": "synthetic", "config_hash": "0" * 16,
@@ -223,7 +225,7 @@ def _stereo_story(rec: dict) -> None:
     rec["metrics"]["talk_time_s"] = talk
     rec["metrics"]["talk_ratio"] = {r: talk[r] / (talk[a] + talk[c]) for r in (a, c)}
     rec["metrics"]["silence"] = {"total_s": 3.9, "longest_s": 2.8, "count_over_threshold": 0, "threshold_s": 10.0}
-    rec["metrics"]["noise"]["customer"]["events"] = [{"start": 2.3, "end": 4.6, "kind": "background_speech"}]
+    rec["metrics"]["noise"]["by_role"]["customer"]["dropouts"] = {"count": 1, "total_s": 2.3, "times": [[2.3, 4.6]]}
     rec["flags"] = [
         {"type": "dead_air", "severity": "low", "start": 6.2, "end": 9.0, "role": "agent",
          "evidence": "No one spoke for 2.8 s: the customer was left waiting without a word.",

@@ -109,7 +109,7 @@ def build_view(record: dict, *, flags: list[dict] | None = None, silence_min_s: 
 
 
 def _noise_events(noise: object, depth: int = 0) -> list[Interval]:
-    """Timed noise events anywhere in metrics.noise ({start, end} dicts), whatever its layout."""
+    """Timed noise events anywhere in metrics.noise ({start, end} dicts, ``times: [[a, b]]``)."""
     out: list[Interval] = []
     if depth > 4:
         return out
@@ -117,8 +117,13 @@ def _noise_events(noise: object, depth: int = 0) -> list[Interval]:
         if isinstance(noise.get("start"), (int, float)) and isinstance(noise.get("end"), (int, float)):
             out.append(Interval(float(noise["start"]), float(noise["end"])))
         else:
-            for v in noise.values():
-                out.extend(_noise_events(v, depth + 1))
+            for k, v in noise.items():
+                if k == "times" and isinstance(v, list):  # [[start, end], ...] (e.g. dropouts)
+                    out.extend(Interval(float(t[0]), float(t[1])) for t in v
+                               if isinstance(t, (list, tuple)) and len(t) == 2
+                               and all(isinstance(x, (int, float)) for x in t))
+                else:
+                    out.extend(_noise_events(v, depth + 1))
     elif isinstance(noise, list):
         for v in noise:
             out.extend(_noise_events(v, depth + 1))
