@@ -23,8 +23,11 @@ class RoleOptions:
     opening_s: float = 120.0
     agent_phrases: tuple[str, ...] = ()
     customer_phrases: tuple[str, ...] = ()
+    call_direction: str = "inbound"  # mono first-speaker rule: inbound = the agent answers first (diarize issue)
 
     def __post_init__(self) -> None:
+        if self.call_direction not in ("inbound", "outbound"):
+            raise ValueError("roles.call_direction must be 'inbound' or 'outbound'")
         if self.default_agent_channel not in CHANNEL_NAMES:
             raise ValueError("roles.default_agent_channel must be 'left' or 'right'")
         if not 0.5 <= self.min_confidence <= 1.0:
@@ -120,10 +123,39 @@ def assign_roles(timeline: Timeline, options: RoleOptions, *, explicit_agent: st
                             tuple(e for e in evidence if e["speaker"] in ranked[:2])[:8])
 
     default_id = _speaker_for(options.default_agent_channel, speakers)
-    if default_id is None:  # mono: no channels; the first speaker answers an inbound call
-        first = timeline.turns[0].speaker if timeline.turns else ids[0]
-        return RoleDecision(agent_is(first), "first_speaker", 0.55, tuple(evidence[:8]))
+    if default_id is None:  # mono: no channels to default to
+        return _first_speaker_rule(timeline, ids, options, scores, evidence)
     return RoleDecision(agent_is(default_id), "default", 0.5, tuple(evidence[:8]))
+
+
+def _first_speaker_rule(timeline: Timeline, ids: list[str], options: RoleOptions, scores: dict[str, float],
+                        evidence: list[dict]) -> RoleDecision:
+    """Mono calls the content did not settle: who speaks first.
+
+    On an inbound call the agent answers ("thank you for calling ..."), so the first
+    speaker is the agent; on an outbound call the customer picks up ("hello?") and the
+    agent is the first *other* voice. A first turn of a single word may be a line
+    click or an ASR fragment, so the first turn with two or more words counts.
+    Confidence 0.6 when the (inconclusive) content leans the same way, else 0.55; the
+    evidence names the direction used (``[roles] call_direction``).
+    """
+    turns = sorted((t for t in timeline.turns if t.speaker in ids), key=lambda t: t.start)
+    if options.call_direction == "inbound":
+        # The agent's greeting: skip one-word first turns (a click or an ASR fragment).
+        firm = [t for t in turns if len(t.words) >= 2 or len(t.transcript.split()) >= 2] or turns
+        agent_id = firm[0].speaker if firm else ids[0]
+    else:
+        # The customer picks up ("hello?", often one word); the agent is the next voice.
+        first = turns[0].speaker if turns else ids[0]
+        agent_id = next((t.speaker for t in turns if t.speaker != first),
+                        next((i for i in ids if i != first), first))
+    others = [scores.get(i, 0.0) for i in ids if i != agent_id]
+    leans = scores.get(agent_id, 0.0) > max(others, default=0.0)
+    roles = {sid: (AGENT if sid == agent_id else CUSTOMER) for sid in ids}
+    first_turn = next((t.start for t in turns if t.speaker == agent_id), 0.0)
+    return RoleDecision(roles, "first_speaker", 0.6 if leans else 0.55,
+                        tuple(evidence[:7]) + ({"speaker": agent_id, "suggests": AGENT,
+                                                "call_direction": options.call_direction, "start": first_turn},))
 
 
 def _speaker_for(name: str, speakers) -> str | None:

@@ -33,8 +33,9 @@ class DiarizationOptions:
     window_s: float = 1.5  # embedding window (resemblyzer was trained on 1.6 s partials)
     step_s: float = 0.5  # hop between windows: the resolution of speaker changes before resegmentation
     min_window_s: float = 0.4  # speech regions shorter than this get no embedding of their own
-    cluster_threshold: float = 0.25  # cosine distance at which agglomerative clustering stops merging
-    min_speaker_s: float = 2.0  # a cluster with less speech than this is an outlier, not a speaker
+    split_similarity: float = 0.895  # centroid cosine under which two clusters are two speakers
+    extra_speaker_similarity: float = 0.85  # ...stricter for a third and more speakers
+    min_speaker_s: float = 3.0  # a cluster with less speech than this is an outlier, not a speaker
     switch_penalty: float = 0.6  # Viterbi cost of a speaker change, in per-call score spreads
     overlap: bool = True  # give speaker-change stretches where both voices score alike to both speakers
     overlap_margin: float = 0.03  # cosine-similarity gap under which two speakers count as both present
@@ -56,8 +57,9 @@ class DiarizationOptions:
             raise ValueError("diarization.step_s must be between 0.1 s and diarization.window_s")
         if not 0.1 <= self.min_window_s <= self.window_s:
             raise ValueError("diarization.min_window_s must be between 0.1 s and diarization.window_s")
-        if not 0.0 < self.cluster_threshold < 1.0:
-            raise ValueError("diarization.cluster_threshold must be a cosine distance between 0 and 1")
+        for key in ("split_similarity", "extra_speaker_similarity"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ValueError(f"diarization.{key} must be a cosine similarity between 0 and 1")
         if self.min_speaker_s < 0:
             raise ValueError("diarization.min_speaker_s must be >= 0")
         if self.switch_penalty < 0:
@@ -99,12 +101,13 @@ def diarize_mono(signal: np.ndarray, sample_rate: int, speech: list[Interval],
     from .cluster import EmbeddedParams, diarize_embedded
 
     params = EmbeddedParams(window_s=options.window_s, step_s=options.step_s, min_window_s=options.min_window_s,
-                            cluster_threshold=options.cluster_threshold, min_speaker_s=options.min_speaker_s,
+                            split_similarity=options.split_similarity,
+                            extra_speaker_similarity=options.extra_speaker_similarity, min_speaker_s=options.min_speaker_s,
                             switch_penalty=options.switch_penalty, overlap=options.overlap,
                             overlap_margin=options.overlap_margin, threads=options.threads)
     segs, _ = diarize_embedded(signal, speech, params, num_speakers=options.num_speakers,
                                min_speakers=options.min_speakers, max_speakers=options.max_speakers)
-    return [SpeakerSegment(f"S{k}", round(s, 3), round(e, 3)) for k, s, e in segs]
+    return [SpeakerSegment(f"S{k}", round(float(s), 3), round(float(e), 3)) for k, s, e in segs]
 
 
 def backend_version(options: DiarizationOptions) -> str:

@@ -47,7 +47,7 @@ def _segment_of(word: Word, speaker: str, segments) -> int:
     return best
 
 
-def words_to_turns(words: list[Word], segments: list, *, max_flip_words: int = 2,
+def words_to_turns(words: list[Word], segments: list, *, max_flip_words: int = 2, pause_s: float = 0.2,
                    default_speaker: str = "S0") -> list[Turn]:
     """Speaker turns (time-ordered) from ASR words and diarization segments.
 
@@ -55,7 +55,8 @@ def words_to_turns(words: list[Word], segments: list, *, max_flip_words: int = 2
     overlapping (overlapped speech). ``max_flip_words``: a run of at most this many words
     that the diarizer gives to another speaker, mostly outside that speaker's segments
     and with the same speaker on both sides, is a boundary disagreement and stays
-    with the surrounding speaker.
+    with the surrounding speaker. ``pause_s``: a stretch at least this long between two
+    words with no segment of anyone (a VAD pause) ends the turn.
     """
     words = sorted((w for w in words if w.text.strip()), key=lambda w: (w.start, w.end))
     if not words:
@@ -86,27 +87,52 @@ def words_to_turns(words: list[Word], segments: list, *, max_flip_words: int = 2
                 for i in range(a, b):
                     speakers[i] = left
 
-    # 3. Turns: consecutive words of one speaker within one of that speaker's segments.
-    keys = [(speakers[i], _segment_of(w, speakers[i], segments)) for i, w in enumerate(words)]
-    groups: list[tuple[str, int, list[Word]]] = []
-    for (spk, seg), w in zip(keys, words):
-        if groups and groups[-1][0] == spk and (groups[-1][1] == seg or seg < 0):
-            groups[-1][2].append(w)
+    # 3. Turns: consecutive words of one speaker, split where a pause (no segment of anyone)
+    #    lies between two words, as a stereo turn ends at the end of its speech region.
+    speech = _union((s.start, s.end) for s in segments)
+    groups: list[tuple[str, list[Word]]] = []
+    for spk, w in zip(speakers, words):
+        if groups and groups[-1][0] == spk and _longest_gap(speech, groups[-1][1][-1].end, w.start) < pause_s:
+            groups[-1][1].append(w)
         else:
-            groups.append((spk, seg, [w]))
+            groups.append((spk, [w]))
 
     turns: list[Turn] = []
-    for g, (spk, seg, ws) in enumerate(groups):
+    for g, (spk, ws) in enumerate(groups):
         start, end = ws[0].start, ws[-1].end
-        if seg >= 0:
-            s = segments[seg]
-            lo = groups[g - 1][2][-1].end if g > 0 else float("-inf")
-            hi = groups[g + 1][2][0].start if g + 1 < len(groups) else float("inf")
-            # Extend to the segment's measured speech, but never over a neighbour's words.
-            start = min(start, max(s.start, lo))
-            end = max(end, min(s.end, hi))
+        lo = groups[g - 1][1][-1].end if g > 0 else float("-inf")
+        hi = groups[g + 1][1][0].start if g + 1 < len(groups) else float("inf")
+        first, last = _segment_of(ws[0], spk, segments), _segment_of(ws[-1], spk, segments)
+        # Extend to the speaker's measured speech around the words, never over a neighbour's words.
+        if first >= 0 and segments[first].start <= ws[0].end:
+            start = min(start, max(segments[first].start, lo))
+        if last >= 0 and segments[last].end >= ws[-1].start:
+            end = max(end, min(segments[last].end, hi))
         turns.append(Turn(speaker=spk, start=round(start, 3), end=round(end, 3), words=tuple(ws)))
     return _no_backwards(turns)
+
+
+def _union(spans) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _longest_gap(speech: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Longest stretch of (lo, hi) that no speech span covers."""
+    longest, cursor = 0.0, lo
+    for a, b in speech:
+        if b <= cursor:
+            continue
+        if a >= hi:
+            break
+        longest = max(longest, min(a, hi) - cursor)
+        cursor = max(cursor, b)
+    return max(longest, hi - cursor)
 
 
 def _runs(labels: list[str]) -> list[tuple[int, int]]:

@@ -6,11 +6,11 @@ No hub, no GPU: ``resemblyzer`` ships its speaker encoder (a 3-layer LSTM over
 1. Embeddings: windows of ``window_s`` slide by ``step_s`` over each VAD speech
    region (a region shorter than a window gets one window of its own length), all
    batched through the LSTM in one call.
-2. Number of speakers: average-linkage agglomerative clustering on cosine
-   distance, cut at ``cluster_threshold``; clusters holding less than
-   ``min_speaker_s`` of speech are outliers, not speakers, and are folded into the
-   nearest real one. ``num_speakers`` fixes the count, ``min/max_speakers`` clamp
-   it. A few k-means passes then tidy the assignment around the centroids.
+2. Number of speakers: spherical k-means for k = 2, 3, ...; a split is kept while
+   every cluster holds ``min_speaker_s`` of speech and its centroids are distinct
+   (cosine below ``split_similarity`` for a 2nd speaker, below the stricter
+   ``extra_speaker_similarity`` for a 3rd and more). ``num_speakers`` fixes the
+   count, ``min/max_speakers`` clamp it.
 3. Resegmentation: on a 0.1 s grid every speech frame scores each speaker by the
    triangular-weighted similarity of the windows covering it; a Viterbi pass with
    a per-switch penalty picks the sequence, so speaker changes land between
