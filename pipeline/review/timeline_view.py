@@ -192,6 +192,10 @@ def render_png(view: TimelineView, out_path, *, title: str = "", dpi: int = 100)
             if lane.items:
                 ax.broken_barh([(it.start, max(it.end - it.start, view.duration / 800)) for it in lane.items],
                                (y + 0.1, 0.8), facecolors=[it.color for it in lane.items])
+            if lane.key == "flags":  # name each flag so the picture reads on paper
+                for it in lane.items:
+                    ax.text(it.start + view.duration / 400, y + 0.5, it.title.split(" ")[0], fontsize=7,
+                            va="center", ha="left", color="white", clip_on=True)
         ax.set_yticks([n - 1 - i + 0.5 for i in range(n)], [lane.label for lane in view.lanes])
         ax.set_ylim(0, n)
         ax.set_xlim(0, view.duration)
