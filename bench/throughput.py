@@ -119,6 +119,27 @@ def long_call(hours: float, folder: Path) -> Path:
     return dst
 
 
+def compare_speed(args, tmp: Path, cores: int) -> None:
+    (tmp / "set").mkdir()
+    files, audio_s = build_set(source_calls(args.eval_dir, args.mono), args.minutes, tmp / "set", args.mono)
+    print(f"audio: {len(files)} {'mono' if args.mono else 'stereo'} files, {audio_s / 60:.1f} min")
+    script = tmp / "fw_alone.py"
+    script.write_text(FW_ALONE.format(stereo=not args.mono))
+    wall_a, _, pa = timed([PY, str(script), str(cores), *map(str, files)])
+    assert pa.returncode == 0, pa.stderr[-2000:]
+    wall_b, _, pb = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out1"), "-q", "--workers", "1"])
+    assert pb.returncode in (0, 1), pb.stderr[-2000:]
+    print(f"(a) faster-whisper alone ({cores} threads): {wall_a:7.1f} s  {audio_s / wall_a:6.1f}x real time")
+    print(f"(b) callqa analyze --workers 1:      {wall_b:7.1f} s  {audio_s / wall_b:6.1f}x real time")
+    print(f"    ratio b/a (speed of b relative to a): {wall_a / wall_b:.2f}")
+    if not args.skip_workers2:
+        wall_c, _, pc = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out2"), "-q",
+                               "--workers", "2"])
+        assert pc.returncode in (0, 1), pc.stderr[-2000:]
+        print(f"(c) callqa analyze --workers 2:      {wall_c:7.1f} s  {audio_s / wall_c:6.1f}x real time")
+    shutil.rmtree(tmp / "set")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval-data")
@@ -126,6 +147,7 @@ def main() -> int:
     ap.add_argument("--memory-hours", type=float, default=2.0)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-workers2", action="store_true")
+    ap.add_argument("--only-memory", action="store_true", help="just the long-call memory measurement")
     ap.add_argument("--mono", action="store_true", help="mono mixdowns (diarization path) instead of stereo legs")
     args = ap.parse_args()
     import os
@@ -134,27 +156,8 @@ def main() -> int:
     print(f"machine: {cores} cores; python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "set").mkdir()
-        files, audio_s = build_set(source_calls(args.eval_dir, args.mono), args.minutes, tmp / "set", args.mono)
-        kind = "mono" if args.mono else "stereo"
-        print(f"audio: {len(files)} {kind} files, {audio_s / 60:.1f} min")
-
-        script = tmp / "fw_alone.py"
-        script.write_text(FW_ALONE.format(stereo=not args.mono))
-        wall_a, _, pa = timed([PY, str(script), str(cores), *map(str, files)])
-        assert pa.returncode == 0, pa.stderr[-2000:]
-        wall_b, _, pb = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out1"), "-q", "--workers", "1"])
-        assert pb.returncode in (0, 1), pb.stderr[-2000:]
-        print(f"(a) faster-whisper alone ({cores} threads): {wall_a:7.1f} s  {audio_s / wall_a:6.1f}x real time")
-        print(f"(b) callqa analyze --workers 1:      {wall_b:7.1f} s  {audio_s / wall_b:6.1f}x real time")
-        print(f"    ratio b/a (speed of b relative to a): {wall_a / wall_b:.2f}")
-        if not args.skip_workers2:
-            wall_c, _, pc = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out2"), "-q",
-                                   "--workers", "2"])
-            assert pc.returncode in (0, 1), pc.stderr[-2000:]
-            print(f"(c) callqa analyze --workers 2:      {wall_c:7.1f} s  {audio_s / wall_c:6.1f}x real time")
-        shutil.rmtree(tmp / "set")
-
+        if not args.only_memory:
+            compare_speed(args, tmp, cores)
         if not args.skip_memory:
             long = long_call(args.memory_hours, tmp)
             wall_m, peak, pm = timed([*CALLQA, "analyze", str(long), "--out", str(tmp / "out3"), "-q"],

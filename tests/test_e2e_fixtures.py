@@ -98,3 +98,17 @@ def test_words_have_times_inside_their_segment(core_run):
             assert s["start"] - 0.01 <= w["start"] <= w["end"] <= s["end"] + 0.01
     text = " ".join(s["text"] for s in rec["segments"]).lower()
     assert "customer service" in text and "cash" in text
+
+
+def test_two_worker_processes_give_the_same_records(core_run, tmp_path):
+    from conftest import FIXTURES, read_records, run_cli
+
+    out = tmp_path / "w2"
+    proc = run_cli("analyze", str(FIXTURES / "upsell_monologue.wav"), str(FIXTURES / "hold_dead_air.flac"),
+                   "--out", str(out), "--workers", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for rec in read_records(out):
+        ref = core_run["records"][rec["call_id"]]
+        assert [(s["role"], s["start"], s["end"], s["text"]) for s in rec["segments"]] == \
+               [(s["role"], s["start"], s["end"], s["text"]) for s in ref["segments"]]
+        assert [(f["type"], f["start"]) for f in rec["flags"]] == [(f["type"], f["start"]) for f in ref["flags"]]
