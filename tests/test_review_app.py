@@ -310,3 +310,11 @@ def test_noise_lane_and_glance_read_the_noise_metrics_layout():
            "flags": [{"type": "poor_line_quality", "severity": "medium", "start": 6.0, "end": 7.0, "evidence": ""}]}
     lanes = {lane.key: lane for lane in build_view(rec).lanes}
     assert [(i.start, i.end) for i in lanes["noise"].items] == [(3.0, 3.5), (6.0, 7.0)]
+
+
+def test_repeated_failed_sign_ins_are_locked_out(demo):
+    client = TestClient(create_app(demo["db"], options_from_dict({**demo["options"], "login_max_failures": 3})))
+    for _ in range(3):
+        assert client.post("/login", data={"username": demo["user"], "password": "guess"}).status_code == 401
+    r = client.post("/login", data={"username": demo["user"], "password": demo["password"]}, follow_redirects=False)
+    assert r.status_code == 429 and "callqa_session" not in r.cookies  # even the right password, for a while

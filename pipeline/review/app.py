@@ -13,6 +13,8 @@ import logging
 import secrets
 import sqlite3
 import threading
+import time
+from collections import defaultdict, deque
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -170,9 +172,21 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
                                               "token_enabled": bool(options.token_sha256),
                                               "users_enabled": bool(options.users)})
 
+    failures: dict[str, deque] = defaultdict(deque)  # client address -> times of failed sign-ins
+    window_s = options.login_window_min * 60
+
+    def locked_out(client: str) -> bool:
+        q = failures[client]
+        while q and time.monotonic() - q[0] > window_s:
+            q.popleft()
+        return len(q) >= options.login_max_failures
+
     @app.post("/login")
     async def login(request: Request):
         same_origin(request)
+        client = request.client.host if request.client else "?"
+        if locked_out(client):
+            return PlainTextResponse("too many failed sign-ins; wait a few minutes", status_code=429)
         form = await request.form()
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
@@ -186,7 +200,8 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
             ok = verify_password(password, encoded or dummy_hash)
             user = username if (ok and encoded) else None
         if user is None:
-            log.warning("review: failed sign-in for %r from %s", username[:64], request.client.host if request.client else "?")
+            failures[client].append(time.monotonic())
+            log.warning("review: failed sign-in for %r from %s", username[:64], client)
             return render(request, "login.html", {"next": nxt, "error": "Wrong name, password or token.",
                                                   "token_enabled": bool(options.token_sha256),
                                                   "users_enabled": bool(options.users)}, status=401)

@@ -22,12 +22,16 @@ class ReviewOptions:
     recording_roots: tuple[str, ...] = ()  # folders audio may be served from; nothing else is
     page_size: int = 50  # flags per list page
     silence_min_s: float = 2.0  # gaps shorter than this are not drawn as silence on the timeline
+    login_max_failures: int = 10  # failed sign-ins per client address within login_window_min before a lockout
+    login_window_min: float = 5.0  # minutes the failures are counted over (and the lockout lasts)
 
     def __post_init__(self) -> None:
         if self.session_lifetime_min <= 0:
             raise ValueError("config: review.session_lifetime_min must be > 0 (minutes)")
         if not 1 <= self.page_size <= 1000:
             raise ValueError("config: review.page_size must be between 1 and 1000")
+        if self.login_max_failures < 1 or self.login_window_min <= 0:
+            raise ValueError("config: review.login_max_failures must be >= 1 and review.login_window_min > 0")
         if self.silence_min_s < 0:
             raise ValueError("config: review.silence_min_s must be >= 0 (seconds)")
         if "token" in self.users:
