@@ -127,12 +127,15 @@ def create_app(db_path: str | Path, options: ReviewOptions) -> FastAPI:
 
     # --- helpers -------------------------------------------------------------------------------------
     def session_of(request: Request) -> Session | None:
-        return sessions.read(request.cookies.get(SESSION_COOKIE))
+        s = sessions.read(request.cookies.get(SESSION_COOKIE))
+        # the user must still be configured (removing a user or the token ends their sessions)
+        if s is None or not (s.user in options.users or (s.user == "token" and options.token_sha256)):
+            return None
+        return s
 
     def require(request: Request) -> Session:
         s = session_of(request)
-        # the user must still be configured (removing a user or the token ends their sessions)
-        if s is None or not (s.user in options.users or (s.user == "token" and options.token_sha256)):
+        if s is None:
             raise NotSignedIn()
         return s
 
