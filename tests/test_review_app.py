@@ -318,3 +318,18 @@ def test_repeated_failed_sign_ins_are_locked_out(demo):
         assert client.post("/login", data={"username": demo["user"], "password": "guess"}).status_code == 401
     r = client.post("/login", data={"username": demo["user"], "password": demo["password"]}, follow_redirects=False)
     assert r.status_code == 429 and "callqa_session" not in r.cookies  # even the right password, for a while
+
+
+def test_removing_a_user_ends_their_sessions(demo):
+    from pipeline.review.auth import hash_password
+
+    key = {"secret_key": "fixed-key-so-cookies-survive-a-restart"}
+    client = signed_in(demo, **key)
+    assert client.get("/flags", follow_redirects=False).status_code == 200
+    other = {"users": {"someone-else": hash_password("x", iterations=1000)}}
+    restarted = TestClient(create_app(demo["db"], options_from_dict({**demo["options"], **key, **other})))
+    restarted.cookies = client.cookies
+    assert restarted.get("/flags", follow_redirects=False).status_code == 303
+    kept = TestClient(create_app(demo["db"], options_from_dict({**demo["options"], **key})))
+    kept.cookies = client.cookies  # same users, same key: the sign-in survives the restart
+    assert kept.get("/flags", follow_redirects=False).status_code == 200
