@@ -164,7 +164,7 @@ _STRIP = "\"'.,!?;:()[]{}<>…“”‘’"
 
 
 def _norm(text: str) -> str:
-    t = text.strip().lower().strip(_STRIP)
+    t = text.strip().lower().strip(_STRIP + "-")
     return t.replace("’", "'")
 
 
@@ -243,7 +243,7 @@ def _parse_unit(toks: list[_Tok], k: int) -> tuple[str, int, str | None, bool] |
     nxt = toks[k + 1].norm if k + 1 < len(toks) else ""
     if t.topic is not None:
         return None
-    raw = t.raw.strip().strip("\"'.,!?;:")
+    raw = t.raw.strip().strip("\"'.,!?;:-")  # Whisper writes digit strings as "5 -1 -O -5" or "41 ,111"
     if _WRITTEN_NUM_RE.match(raw) and any(c.isdigit() for c in raw):
         fmt = ("ssn" if _SSN_FMT.match(raw) else "phone" if _PHONE_FMT.match(raw)
                else "date" if _DATE_FMT.match(raw) and ("/" in raw or raw.count("-") == 2) else None)
@@ -492,6 +492,9 @@ class _Detector:
                     self._add("card", run.toks)
                 return
             if card_talk and nearest != NONCARD and nearest not in (PHONE, SSN, DOB):
+                # "4111 1111 1111 1111 and 2 ..." - the card plus a stray number: keep the card a card.
+                if len(run.units) > 1 and self._split_card(run, min_len=max(13, n - 2)):
+                    return
                 self._add("number", run.toks)
                 return
             if nearest in (PHONE, SSN, DOB, ADDRESS):
@@ -507,7 +510,7 @@ class _Detector:
             return
         self._small(run, nearest, topics, n)
 
-    def _split_card(self, run: _Run) -> bool:
+    def _split_card(self, run: _Run, *, min_len: int = 13) -> bool:
         """A Luhn-valid 13-19 digit stretch on unit boundaries inside a longer run; the rest is re-classified."""
         units = run.units
         starts = [0]
@@ -517,7 +520,7 @@ class _Detector:
         for a in range(len(units)):
             for b in range(len(units), a, -1):
                 length = starts[b] - starts[a]
-                if 13 <= length <= 19 and luhn_ok("".join(u.digits for u in units[a:b])):
+                if min_len <= length <= 19 and luhn_ok("".join(u.digits for u in units[a:b])):
                     score = (length in (15, 16), -a, length)
                     if best is None or score > best[0]:
                         best = (score, a, b)
@@ -715,9 +718,37 @@ class _Detector:
                 if sel:
                     self._add("name", sel)
 
+    def _absorb_strays(self, runs: list[_Run]) -> None:
+        """A few digits split off a redacted card by a misheard word ("four niera one two eight ...")
+        go with it: within 2 words and 1.5 s of it, on the same speaker, no keyword in between."""
+        claimed = {i for h in self.hits for i in h.toks}
+        stream: dict[str, list[int]] = {}
+        for t in self.toks:
+            stream.setdefault(t.speaker, []).append(t.i)
+        pos = {i: (spk, k) for spk, lst in stream.items() for k, i in enumerate(lst)}
+        for h in [h for h in self.hits if h.type in ("card", "number")]:
+            for r in runs:
+                toks = r.toks
+                if len(r.digits) > 4 or any(i in claimed for i in toks) or r.speaker != self.toks[min(h.toks)].speaker:
+                    continue
+                spk = r.speaker
+                ks = sorted(pos[i][1] for i in h.toks)
+                rk = sorted(pos[i][1] for i in toks)
+                lo, hi = (rk[-1], ks[0]) if rk[-1] < ks[0] else (ks[-1], rk[0])
+                between = stream[spk][lo + 1:hi]
+                if hi - lo - 1 > 2 or any(self.toks[i].topic for i in between):
+                    continue
+                if self.toks[stream[spk][hi]].start - self.toks[stream[spk][lo]].end > 1.5:
+                    continue
+                h.toks.update(toks)
+                h.toks.update(between)
+                claimed.update(toks)
+
     def detect(self, turn_words: list[tuple[Word, ...]], wanted: set[str]) -> list[_Hit]:
-        for run in self._runs():
+        runs = self._runs()
+        for run in runs:
             self._classify(run)
+        self._absorb_strays(runs)
         self._dates()
         if "email" in wanted:
             self._emails()
