@@ -333,3 +333,12 @@ def test_removing_a_user_ends_their_sessions(demo):
     kept = TestClient(create_app(demo["db"], options_from_dict({**demo["options"], **key})))
     kept.cookies = client.cookies  # same users, same key: the sign-in survives the restart
     assert kept.get("/flags", follow_redirects=False).status_code == 200
+
+
+def test_flag_detail_rows_seek_to_the_matched_words():
+    from pipeline.review.present import detail_rows
+
+    rows = detail_rows({"refusal": {"start": 10.0, "end": 14.0, "text": "no thanks I am fine", "match": "no thanks",
+                                    "match_start": 10.4}, "resolved_at": None, "repitches_in_call": 2})
+    assert rows[0] == {"label": "refusal", "text": "0:10.0–0:14.0 no thanks I am fine", "seek": 10.4}
+    assert rows[1]["text"] == "–" and rows[2] == {"label": "repitches_in_call", "text": "2", "seek": None}

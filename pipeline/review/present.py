@@ -66,8 +66,13 @@ def detail_rows(detail: dict) -> list[dict]:
             if isinstance(item, dict) and _num(item.get("start")) is not None:
                 text = item.get("text") or item.get("evidence") or item.get("quote") or ""
                 span = f"{fmt_time(item['start'])}–{fmt_time(item.get('end', item['start']))}"
-                rows.append({"label": key, "text": f"{span} {text}".strip(), "seek": float(item["start"])})
-            elif isinstance(item, (str, int, float, bool)) or item is None:
+                # seek to the matched words when the analysis says where they are, else the turn start
+                seek = _num(item.get("match_start"))
+                rows.append({"label": key, "text": f"{span} {text}".strip(),
+                             "seek": seek if seek is not None else float(item["start"])})
+            elif item is None:
+                rows.append({"label": key, "text": "–", "seek": None})
+            elif isinstance(item, (str, int, float, bool)):
                 rows.append({"label": key, "text": str(item), "seek": None})
             else:
                 import json
