@@ -93,11 +93,27 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool, threads: int | No
             conn.send(("exception", tid, None, tb[:2000]))
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 class _Proc:
     def __init__(self, ctx, work_ref: str, config: Any, warm: bool, threads: int | None) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_worker_main, args=(child, work_ref, config, warm, threads), daemon=True)
-        self.process.start()
+        # The child reads its environment at start: pin the math libraries' thread pools to the
+        # worker's share, as Dask does for its workers (results then match across engines, and
+        # N workers do not each start one OpenMP thread per core).
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        if threads:
+            os.environ.update({k: str(threads) for k in _THREAD_VARS})
+        try:
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         child.close()
         self.task: Task | None = None
         self.tid = 0
