@@ -31,7 +31,7 @@ class DiarizationOptions:
     max_speakers: int = 4
     # embedded backend
     window_s: float = 1.5  # embedding window (resemblyzer was trained on 1.6 s partials)
-    step_s: float = 0.5  # hop between windows: the resolution of speaker changes before resegmentation
+    step_s: float = 0.5  # hop between windows; resegmentation refines changes to 0.1 s
     min_window_s: float = 0.4  # speech regions shorter than this get no embedding of their own
     split_similarity: float = 0.895  # centroid cosine under which two clusters are two speakers
     extra_speaker_similarity: float = 0.85  # ...stricter for a third and more speakers
