@@ -88,6 +88,8 @@ class PiiOptions:
 _DIGIT_WORDS = {"zero": 0, "oh": 0, "o": 0, "nought": 0, "naught": 0, "nil": 0, "one": 1, "two": 2, "three": 3,
                 "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
 _WEAK_ZERO = {"oh", "o"}  # digits only next to other digits ("oh, okay" is not a zero)
+# What ASR writes for a digit it mishears ("six two" -> "question to"): digits only beside real digits.
+_HOMOPHONES = {"to": 2, "too": 2, "for": 4, "won": 1, "ate": 8}
 _TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
           "seventeen": 17, "eighteen": 18, "nineteen": 19}
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
@@ -258,6 +260,8 @@ def _parse_unit(toks: list[_Tok], k: int) -> tuple[str, int, str | None, bool] |
         a, b = w.split("-")
         if a in _TENS and b in _DIGIT_WORDS and _DIGIT_WORDS[b] > 0:
             return str(_TENS[a] + _DIGIT_WORDS[b]), 1, None, False
+    if w in _HOMOPHONES:
+        return str(_HOMOPHONES[w]), 1, None, True
     value: int | None = None
     used = 1
     if w in _DIGIT_WORDS:
@@ -288,6 +292,11 @@ def _parse_unit(toks: list[_Tok], k: int) -> tuple[str, int, str | None, bool] |
         return str(value), j - k, None, False
     weak = w in _WEAK_ZERO
     return str(value), used, None, weak
+
+
+def _strong_unit(toks: list[_Tok], k: int) -> tuple[str, int, str | None, bool] | None:
+    p = _parse_unit(toks, k)
+    return p if p is not None and not p[3] else None
 
 
 def _parse_small(toks: list[_Tok], j: int, limit: int) -> tuple[int, int] | None:
@@ -530,7 +539,10 @@ class _Detector:
         self._add("card", [t for u in units[a:b] for t in u.toks])
         for part in (units[:a], units[b:]):
             if part:
+                before = len(self.hits)
                 self._classify(_Run(run.speaker, part))
+                if len(self.hits) == before:  # digits read with the card, not an expiry or code: still card data
+                    self._add("number", [t for u in part for t in u.toks])
         return True
 
     def _small(self, run: _Run, nearest: str | None, topics: set[str], n: int) -> None:
@@ -648,7 +660,7 @@ class _Detector:
                 if t.norm in ("box",) and k >= 1 and toks[k - 1].norm in ("po", "o", "p.o"):
                     lo = k - 2 if k >= 2 and toks[k - 2].norm == "p" else k - 1
                     hi = k
-                    while hi + 1 < len(toks) and _parse_unit(toks, hi + 1) is not None:
+                    while hi + 1 < len(toks) and _strong_unit(toks, hi + 1):
                         hi += 1
                     if hi > k:
                         self._add("address", [toks[m].i for m in range(lo, hi + 1)])
@@ -658,21 +670,21 @@ class _Detector:
                 # Street name: 1-3 non-stopword tokens, then the house number before it.
                 m = k - 1
                 name = 0
-                while m >= 0 and name < 3 and _parse_unit(toks, m) is None and toks[m].norm not in _STOP \
+                while m >= 0 and name < 3 and not _strong_unit(toks, m) and toks[m].norm not in _STOP \
                         and re.fullmatch(r"[a-z'.-]+|\d+(st|nd|rd|th)", toks[m].norm):
                     m -= 1
                     name += 1
-                if name == 0 or m < 0 or _parse_unit(toks, m) is None:
+                if name == 0 or m < 0 or not _strong_unit(toks, m):
                     continue
                 lo = m
-                while lo - 1 >= 0 and _parse_unit(toks, lo - 1) is not None:
+                while lo - 1 >= 0 and _strong_unit(toks, lo - 1):
                     lo -= 1
                 hi = k
                 # "apartment 4B", then a ZIP code within a few words (city and state).
                 if hi + 2 < len(toks) and toks[hi + 1].norm in _UNIT_WORDS:
                     hi += 2
                 for z in range(hi + 1, min(hi + 7, len(toks))):
-                    p = _parse_unit(toks, z)
+                    p = _strong_unit(toks, z)
                     if p and len(p[0]) == 5:
                         hi = z
                         break
