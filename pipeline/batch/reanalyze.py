@@ -50,7 +50,7 @@ def _stored_result(name: str, record: dict, config: Any) -> AnalysisResult | Non
     return AnalysisResult(metrics=metrics, flags=flags)
 
 
-def reanalyze_record(record: dict, config: Any) -> dict:
+def reanalyze_record(record: dict, config: Any, *, config_hash: str | None = None) -> dict:
     """The record with metrics and flags recomputed under ``config`` (error records come back unchanged)."""
     if record.get("status") != "ok":
         return record
@@ -63,7 +63,7 @@ def reanalyze_record(record: dict, config: Any) -> dict:
     out["metrics"] = round_times(metrics)
     out["flags"] = round_times([f.to_dict() for f in sorted(flags, key=lambda f: (f.start, f.type))])
     prov = dict(record.get("provenance") or {})
-    prov["config_hash"] = getattr(config, "hash", prov.get("config_hash"))
+    prov["config_hash"] = config_hash or getattr(config, "hash", prov.get("config_hash"))
     prov["reanalyzed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out["provenance"] = prov
     return out
@@ -91,6 +91,7 @@ def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | N
     writer = Writer(out_dir)
     conn = writer.conn
     _, analysis_hash = config_hashes(config)
+    config_hash = getattr(config, "hash", None)  # hashing the config per call would cost more than the analyses
     try:
         if call_ids:
             ids = list(call_ids)
@@ -107,7 +108,7 @@ def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | N
             new = []
             for row in rows:
                 old = json.loads(row["record_json"])
-                rec = reanalyze_record(old, config)
+                rec = reanalyze_record(old, config, config_hash=config_hash)
                 for f in old.get("flags") or []:
                     by_type_before[f["type"]] = by_type_before.get(f["type"], 0) + 1
                 for f in rec.get("flags") or []:
