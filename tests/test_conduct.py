@@ -292,3 +292,27 @@ def test_a_long_call_is_cheap():
     analyze_conduct(tl, OPTS)
     elapsed = time.perf_counter() - t0
     assert elapsed < 2.0, f"conduct took {elapsed:.2f}s on {len(turns)} turns"
+
+
+def test_speech_segments_of_one_floor_are_read_together():
+    # The pipeline cuts at pauses: the offer and the refusal's "no" land in separate segments.
+    def seg(speaker, role, start, text):
+        ws = tuple(Word(start + i * 0.3, start + i * 0.3 + 0.25, w) for i, w in enumerate(text.split()))
+        return Turn(speaker, ws[0].start, ws[-1].end, role, words=ws)
+
+    tl = Timeline(duration=40, speakers=(Speaker("A", "agent", 0), Speaker("C", "customer", 1)), turns=(
+        seg("C", "customer", 0, "hi my internet is not working"),
+        seg("A", "agent", 3, "okay I have fixed it"),
+        seg("C", "customer", 6, "yes it works now"),
+        seg("A", "agent", 9, "would you like our premium plan"),
+        seg("A", "agent", 11, "it is great"),
+        seg("C", "customer", 13, "no"),
+        seg("C", "customer", 14, "not for me"),
+        seg("A", "agent", 16, "okay"),
+        seg("A", "agent", 17, "it is only ten dollars more a month"),
+    ))
+    r = analyze_conduct(tl, OPTS)
+    (flag,) = r.flags
+    assert flag.type == "refusal_then_continue"
+    assert flag.detail["refusal"]["text"] == "no not for me" and flag.detail["refusal"]["start"] == 13
+    assert flag.detail["pitch"]["match_start"] >= 17 and flag.detail["pitch"]["start"] == 16

@@ -271,7 +271,7 @@ class _CallCues:
 
 
 def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: ConductOptions,
-            nlp: Any = None) -> _CallCues:
+            nlp: Any = None, utt_breaks: Sequence[frozenset[int]] | None = None) -> _CallCues:
     cc = _CallCues(turns=turns, utts=utts)
     times = [_TurnTimes(t) for t in turns]
     L = rules.lists
@@ -308,7 +308,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             candidates = find(utt, L["refusal_weak_phrases"])
             if nlp is not None and any(utt.forms[m.first] == "no" for m in candidates):
                 # Only here does a part of speech matter ("no" interjection vs "no problem"): tag this turn.
-                utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True)[0]
+                brk = utt_breaks[i] if utt_breaks else frozenset()
+                utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True, breaks=[brk])[0]
                 candidates = find(utt, L["refusal_weak_phrases"])
             weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)])
             found += [_cue("refusal", "weak", i, m, utt, times[i]) for _, m in weak]
@@ -490,6 +491,44 @@ def _pbr_flag(cc: _CallCues, reason: dict | None, resolution: dict | None, first
 
 
 # ---------------------------------------------------------------------------
+# Floor turns
+# ---------------------------------------------------------------------------
+
+def floor_turns(turns: Sequence[Turn]) -> tuple[list[Turn], list[frozenset[int]]]:
+    """Consecutive turns of one role joined into one floor turn.
+
+    The pipeline cuts a speaker's floor at every pause ("Would you like our premium
+    plan?" | "It's only ten dollars more."); the rules count exchanges ("the next few
+    agent turns", "the agent's last turn made an offer"), so they read floors. Returns
+    the joined turns and, per turn, the character offsets where each piece starts
+    (treated as sentence starts).
+    """
+    groups: list[list[Turn]] = []
+    for t in turns:
+        if groups and groups[-1][-1].role == t.role:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    out, breaks = [], []
+    for g in groups:
+        if len(g) == 1:
+            out.append(g[0])
+            breaks.append(frozenset())
+            continue
+        offsets, cursor = [], 0
+        for t in g:
+            offsets.append(cursor)
+            cursor += len(t.transcript) + 1
+        words = tuple(w for t in g for w in t.words)
+        explicit = any(t.text is not None for t in g) or any(not t.words for t in g)
+        text = " ".join(t.transcript for t in g) if explicit else None
+        out.append(Turn(speaker=g[0].speaker, start=g[0].start, end=max(t.end for t in g), role=g[0].role,
+                        words=words, text=text))
+        breaks.append(frozenset(offsets[1:]))
+    return out, breaks
+
+
+# ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
 
@@ -503,9 +542,9 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     if nlp is None:
         nlp = _load_nlp(options)
     rules = _compile_rules(options, nlp)
-    turns = [t for t in timeline.turns if t.role in (AGENT, CUSTOMER) and t.transcript.strip()]
-    utts = normalize_texts([t.transcript for t in turns], nlp)
-    cc = _detect(turns, utts, rules, options, nlp)
+    turns, breaks = floor_turns([t for t in timeline.turns if t.role in (AGENT, CUSTOMER) and t.transcript.strip()])
+    utts = normalize_texts([t.transcript for t in turns], nlp, breaks=breaks)
+    cc = _detect(turns, utts, rules, options, nlp, breaks)
 
     reason = _reason(cc, options)
     resolution = _resolution(cc, reason["start"]) if reason and reason["kind"] != "inquiry" else None

@@ -124,13 +124,20 @@ def _clean(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def utterance_from_tokens(text: str, toks: Sequence[tuple[str, str, int, str, bool]]) -> Utterance:
-    """Build an utterance from (token_text, norm, char_idx, pos, is_punct) tuples."""
+def utterance_from_tokens(text: str, toks: Sequence[tuple[str, str, int, str, bool]],
+                          breaks: frozenset[int] = frozenset()) -> Utterance:
+    """Build an utterance from (token_text, norm, char_idx, pos, is_punct) tuples.
+
+    ``breaks``: character offsets where a sentence starts even without punctuation
+    (the start of each speech segment joined into one floor turn).
+    """
     u = Utterance(text=text)
     lows = [t[0].lower() for t in toks]
     sent_start = True
     for k, (tok, norm, idx, pos, punct) in enumerate(toks):
         low = lows[k]
+        if idx in breaks:
+            sent_start = True
         if low == "$":
             forms = ["$"]
         elif low == "%":
@@ -175,21 +182,22 @@ def _fallback_tokens(text: str) -> list[tuple[str, str, int, str, bool]]:
     return fixed
 
 
-def normalize_texts(texts: Sequence[str], nlp: Any | None, *, tag: bool = False,
-                    batch_size: int = 256) -> list[Utterance]:
+def normalize_texts(texts: Sequence[str], nlp: Any | None, *, tag: bool = False, batch_size: int = 256,
+                    breaks: Sequence[frozenset[int]] | None = None) -> list[Utterance]:
     """Canonical utterances for ``texts`` in one batched spaCy pass.
 
     ``tag=False`` runs only the tokenizer (~50x cheaper than the tagger); the analysis
     tags the few turns where a word's part of speech decides the reading.
     """
     cleaned = [_clean(t or "") for t in texts]
+    brk = list(breaks) if breaks is not None else [frozenset()] * len(cleaned)
     if nlp is None:
-        return [utterance_from_tokens(t, _fallback_tokens(t)) for t in cleaned]
+        return [utterance_from_tokens(t, _fallback_tokens(t), b) for t, b in zip(cleaned, brk)]
     docs = nlp.pipe(cleaned, batch_size=batch_size) if tag else nlp.tokenizer.pipe(cleaned, batch_size=batch_size)
     out = []
-    for text, doc in zip(cleaned, docs):
+    for text, doc, b in zip(cleaned, docs, brk):
         toks = [(t.text, t.norm_, t.idx, t.pos_, t.is_punct or t.is_space) for t in doc]
-        out.append(utterance_from_tokens(text, toks))
+        out.append(utterance_from_tokens(text, toks, b))
     return out
 
 
