@@ -177,7 +177,7 @@ def load_audio(path: str | Path, options: AudioOptions = AudioOptions()) -> Audi
     if duration < options.min_duration_s:
         raise AudioError("too_short", f"The recording is only {duration:.2f} s long; at least "
                          f"{options.min_duration_s:g} s is needed to analyse a call (audio.min_duration_s).")
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0  # no |x| copy of a long call
     peak_db = 20 * np.log10(peak) if peak > 0 else float("-inf")
     if peak_db < options.silence_peak_dbfs:
         level = "digital silence" if peak == 0 else f"peak {peak_db:.0f} dBFS"

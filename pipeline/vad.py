@@ -78,10 +78,15 @@ def _webrtc_frames(signal: np.ndarray, sample_rate: int, mode: int) -> np.ndarra
     vad = webrtcvad.Vad(mode)
     hop = int(round(FRAME_S * sample_rate))
     n = len(signal) // hop
-    pcm = (np.clip(signal[: n * hop], -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    step = hop * 2
+    out = np.zeros(n, dtype=bool)
     is_speech = vad.is_speech
-    return np.fromiter((is_speech(pcm[i * step : (i + 1) * step], sample_rate) for i in range(n)), dtype=bool, count=n)
+    block = 2000  # frames (60 s): int16 copies of a block, never of a whole long call
+    for b0 in range(0, n, block):
+        b1 = min(n, b0 + block)
+        pcm = (np.clip(signal[b0 * hop : b1 * hop], -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        step = hop * 2
+        out[b0:b1] = [is_speech(pcm[i * step : (i + 1) * step], sample_rate) for i in range(b1 - b0)]
+    return out
 
 
 def _silero_frames(signal: np.ndarray, sample_rate: int, threshold: float) -> np.ndarray:
