@@ -238,7 +238,7 @@ def test_plain_tokenizer_fallback_agrees_on_the_basics():
 
 def test_product_vocabulary_is_extendable_per_company():
     turns = [C("hi i cant log in to my account"),
-             A("with our platinum club you get priority login support"), C("ok"), A("ive unlocked it")]
+             A("our platinum club includes login support"), C("ok"), A("ive unlocked it")]
     assert "pitch_before_resolution" not in flag_types(run(*turns))
     opts = dataclasses.replace(OPTS, extra_product_terms=("platinum club",))
     assert "pitch_before_resolution" in flag_types(run(*turns, options=opts))

@@ -2,7 +2,7 @@
 
 The corpus (tests/conduct_corpus/*.jsonl) holds one call per line::
 
-    {"id": "t01", "split": "tune" | "heldout", "domain": "telecom",
+    {"id": "t01", "split": "tune" | "dev" | "heldout", "domain": "telecom",
      "labels": {"refusal_then_continue": true, "pitch_before_resolution": false},
      "note": "...", "turns": [["agent", "thanks for calling ..."], ["customer", "..."]]}
 
