@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..timeline import Interval, merge_intervals
+from ..timeline import Interval, intersect, merge_intervals
 
 log = logging.getLogger("pipeline")
 
@@ -368,32 +368,34 @@ def diarize_embedded(signal: np.ndarray, speech: list[Interval], params: Embedde
             # of one speaker is not doubled.
             change = np.zeros(len(idx), dtype=bool)
             for d in (1, 2, 3):
-                change[:-d] |= path[:-d] != path[d:]
-                change[d:] |= path[d:] != path[:-d]
+                # Only changes within continuous speech: across a pause a new speaker is no overlap.
+                flip = (path[:-d] != path[d:]) & (idx[d:] - idx[:-d] == d)
+                change[:-d] |= flip
+                change[d:] |= flip
             ov = close & change & (best != second)
             other = np.where(path == best, second, best)
             overlap[idx[ov]] = other[ov]
 
     segs = _segments(labels, overlap, speech, k)
-    log.debug("diarize: %d windows, %d speaker(s), %d segments", len(spans), k, len(segs))
-    return segs, Frames(labels, overlap, k)
+    n_found = len({spk for spk, _, _ in segs})
+    log.debug("diarize: %d windows, %d speaker(s) clustered, %d with speech after resegmentation, %d segments",
+              len(spans), k, n_found, len(segs))
+    return segs, Frames(labels, overlap, n_found)
 
 
 def _segments(labels: np.ndarray, overlap: np.ndarray, speech: list[Interval], k: int) -> list[tuple[int, float, float]]:
-    """Grid labels → (speaker, start, end) runs, clipped to the VAD speech regions."""
-    out: list[tuple[int, float, float]] = []
+    """Grid labels → (speaker, start, end) runs clipped to the VAD speech regions, speakers
+    renumbered 0, 1, ... by first speech (a cluster the resegmentation emptied disappears)."""
+    per_speaker: list[list[Interval]] = []
     step = GRID / 100
     for spk in range(k):
         on = (labels == spk) | (overlap == spk)
-        if not on.any():
-            continue
         padded = np.concatenate(([False], on, [False]))
         edges = np.flatnonzero(padded[1:] != padded[:-1])
         runs = [Interval(s * step, e * step) for s, e in zip(edges[::2], edges[1::2])]
-        for iv in speech:
-            for r in runs:
-                lo, hi = max(iv.start, r.start), min(iv.end, r.end)
-                if hi - lo > 1e-6:
-                    out.append((spk, lo, hi))
+        # Runs never span a pause (labels are -1 there), so intersecting with merged speech keeps them apart.
+        per_speaker.append([iv for iv in intersect(runs, speech) if iv.duration > 1e-6])
+    order = sorted((spk for spk in range(k) if per_speaker[spk]), key=lambda spk: per_speaker[spk][0].start)
+    out = [(new, iv.start, iv.end) for new, spk in enumerate(order) for iv in per_speaker[spk]]
     out.sort(key=lambda t: (t[1], t[2], t[0]))
     return out
