@@ -170,8 +170,13 @@ def test_dask_cluster_same_records_and_a_killed_worker_loses_nothing(local_run, 
     def kill_a_worker(info: dict) -> None:
         # after the second finished call, SIGKILL one Dask worker process while it runs a call
         if info["done"] == 2 and not killed:
-            procs = [p for p in me.children(recursive=True)
-                     if "resource_tracker" not in " ".join(p.cmdline()) and p.is_running()]
+            procs = []
+            for p in me.children(recursive=True):
+                try:
+                    if "resource_tracker" not in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                        procs.append(p)
+                except psutil.Error:
+                    pass
             victim = procs[0]
             killed.append(victim.pid)
             victim.kill()

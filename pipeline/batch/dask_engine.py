@@ -40,6 +40,7 @@ class DaskPool:
         self.config = config
         self.timeout_s = timeout_s if timeout_s and timeout_s > 0 else None
         self.cluster = None
+        self._nthreads, self._nthreads_at = max(1, workers), -1e9
         for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
             if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:  # keep the summary readable
                 logging.getLogger(name).setLevel(logging.WARNING)
@@ -62,7 +63,15 @@ class DaskPool:
 
     @property
     def workers(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        # asked of the scheduler at most every 10 s: the cluster may grow or shrink while the batch runs
+        now = time.monotonic()
+        if now - self._nthreads_at > 10.0:
+            try:
+                self._nthreads = max(1, sum(self.client.nthreads().values()))
+            except Exception:
+                pass
+            self._nthreads_at = now
+        return self._nthreads
 
     def submit(self, task: Task) -> None:
         self.pending.append(task)
