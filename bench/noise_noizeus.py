@@ -187,6 +187,66 @@ def noizeus(config) -> int:
     return 0
 
 
+def talk_share(config) -> None:
+    """Each 5/10/15 dB file padded with its own noise so speech fills 25 % of the time, as on a
+    stereo leg where the other side talks most: the active-speech SNR is unchanged, the
+    global SNR drops by 6 dB. Which estimate still tracks the active SNR?"""
+    from pipeline.analysis.noise import analyze_noise
+    from pipeline.audio import Audio, load_audio
+    from pipeline.timeline import Speaker, Timeline
+    from pipeline.vad import detect_speech
+
+    rows = [r for r in csv.DictReader(open(NOIZEUS / "snr_table.csv")) if int(r["nominal_snr_db"]) >= 5]
+    clean = {p.stem: load_audio(p, config.audio).samples[0] for p in (NOIZEUS / "clean").glob("*.wav")}
+    ours, wada, act = [], [], []
+    for r in rows:
+        a = load_audio(NOIZEUS / r["file"], config.audio)
+        x = a.samples[0]
+        c = clean[r["utt"]][: len(x)]
+        noise = x[: len(c)] - c
+        pad = np.tile(noise, 2)[: int(1.5 * len(x))]
+        y = np.concatenate([pad, x, pad]).astype(np.float32)
+        audio = Audio(samples=y[None, :], source=a.source)
+        activity = detect_speech(audio.samples, 16000, config.vad)
+        res = analyze_noise(audio, Timeline(audio.duration, (Speaker("S0"),)), activity, config.noise)
+        ours.append(res.metrics["overall"]["snr_db"] if res.metrics["overall"]["snr_db"] is not None else -10.0)
+        wada.append(wada_snr(y))
+        act.append(float(r["measured_active_snr_db"]))
+    ours, wada, act = map(np.asarray, (ours, wada, act))
+    print(f"\nSame 5/10/15 dB files padded with their own noise to 25 % speech ({len(rows)} files), vs active SNR:")
+    print(f"  ours      rho {spearman(ours, act):.3f}  MAE {np.mean(np.abs(ours - act)):.2f} dB  bias {np.mean(ours - act):+.2f} dB")
+    print(f"  WADA-SNR  rho {spearman(wada, act):.3f}  MAE {np.mean(np.abs(wada - act)):.2f} dB  bias {np.mean(wada - act):+.2f} dB")
+
+
+def narrowband_bak(config) -> None:
+    """DNSMOS on the same speech + noise, wideband vs through an 8 kHz line: how to read BAK on phone calls."""
+    from scipy.signal import resample_poly
+
+    from pipeline.analysis import noise_dnsmos
+    from pipeline.audio import load_audio
+
+    clips = EVAL / "noise_clips"
+    speech_p, noise_p = clips / "speech" / "p286_011.wav", clips / "background_noises" / "pinknoise.ogg"
+    if not (speech_p.is_file() and noise_p.is_file()):
+        print("\n(narrowband DNSMOS table skipped: noise_clips not found)")
+        return
+    x = load_audio(speech_p, config.audio).samples[0]
+    noise = np.tile(load_audio(noise_p, config.audio).samples[0], 2)[: len(x)]
+    hop = 480
+    p = (x[: len(x) // hop * hop].reshape(-1, hop) ** 2).mean(axis=1)
+    active = p[p > p.max() * 1e-3].mean()
+    nb = lambda y: resample_poly(resample_poly(y, 1, 2), 2, 1)[: len(y)].astype(np.float32)  # noqa: E731
+    print("\nDNSMOS P.835 (SIG / BAK / OVRL) on VCTK p286_011 + pink noise: wideband vs 8 kHz line")
+    print(f"{'SNR':>6}  {'wideband 16 kHz':>20}  {'8 kHz line':>20}  BAK diff")
+    for snr in (None, 30, 20, 15, 10, 5, 0):
+        y = x if snr is None else x + noise * np.sqrt(active / np.mean(noise**2) / 10 ** (snr / 10))
+        y = (y / max(1.0, np.max(np.abs(y)))).astype(np.float32)
+        wb = noise_dnsmos.score([noise_dnsmos.window_audio(y, 0.0)])[0]
+        n8 = noise_dnsmos.score([noise_dnsmos.window_audio(nb(y), 0.0)])[0]
+        label = "clean" if snr is None else f"{snr} dB"
+        print(f"{label:>6}  {wb[0]:6.2f} {wb[1]:6.2f} {wb[2]:6.2f}  {n8[0]:6.2f} {n8[1]:6.2f} {n8[2]:6.2f}  {n8[1] - wb[1]:+.2f}")
+
+
 def long_call_cost(config) -> None:
     """Seconds of noise stage per minute of audio on a 10-minute stereo call built from NOIZEUS files."""
     from pipeline.analysis.noise import analyze_noise
@@ -223,8 +283,7 @@ def calls(config) -> None:
     models = get_models(config)
     total = noise_t = audio_s = 0.0
     for p in sorted(CALLS.glob("*.wav")):
-        rec = analyze_file(p, config=config, models=models) if "models" in analyze_file.__code__.co_varnames \
-            else analyze_file(p, config=config)
+        rec = analyze_file(p, config=config, models=models)
         el = rec.provenance.get("elapsed_s", {})
         total += el.get("total", 0.0)
         noise_t += el.get("noise", 0.0)
@@ -257,6 +316,8 @@ def main() -> int:
     config = load_config()
     if not args.no_noizeus:
         noizeus(config)
+        talk_share(config)
+        narrowband_bak(config)
         long_call_cost(config)
     if args.calls:
         if CALLS.is_dir():

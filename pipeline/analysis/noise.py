@@ -71,6 +71,7 @@ class NoiseOptions:
     dnsmos: bool = True
     dnsmos_every_s: float = 120.0
     dnsmos_max_windows: int = 3
+    dnsmos_shared_snr_db: float = 25.0
 
     def __post_init__(self) -> None:
         positive = ("block_s", "min_speech_s", "max_background_s", "dropout_min_s", "dropout_max_s",
@@ -234,7 +235,8 @@ def _stereo_extras(channels: list[_Channel], activity, options: NoiseOptions) ->
         overlap = float((me.speech & other_speech).sum()) / max(1, int(other_speech.sum()))
         me.speech_suspect = overlap > 0.5 and ct["coupling_db"] is None
     for me in channels:
-        if me.crosstalk["coupling_db"] is not None or me.crosstalk["leak_rejected_s"] > 0:
+        other_s = float(me.other_speech.sum()) * nf.FRAME_S
+        if me.crosstalk["coupling_db"] is not None or me.crosstalk["leak_rejected_s"] > 0.2 * other_s:
             me.noise_only &= ~nf.dilate(me.other_speech, 10)
         elif me.speech_suspect:
             listen = me.other_speech & ~nf.dilate(~me.other_speech, 6)  # the other's turns, edges trimmed
@@ -261,18 +263,40 @@ def _background_and_hum(ch: _Channel, options: NoiseOptions) -> None:
 
 
 def _score_bak(channels: list[_Channel], duration: float, options: NoiseOptions) -> None:
-    """DNSMOS BAK on a bounded sample: ceil(duration / dnsmos_every_s) windows per channel, at most
-    dnsmos_max_windows, each on the most speech of its part of the call; all in one batch."""
+    """DNSMOS BAK on a bounded sample, all windows in one batch.
+
+    ceil(duration / dnsmos_every_s) windows (at most dnsmos_max_windows), each on the
+    most speech of its part of the call. A noisy leg gets its own windows; legs at
+    or above ``dnsmos_shared_snr_db`` (clean: BAK ≈ 4 either way) share windows
+    scored on their mix, which halves the cost of the common clean stereo call.
+    """
     if not options.dnsmos:
         return
     count = max(1, min(options.dnsmos_max_windows, math.ceil(duration / options.dnsmos_every_s)))
-    windows, owners = [], []
+    groups: list[list[_Channel]] = []
+    shared: list[_Channel] = []
     for ch in channels:
         if ch.speech.sum() * nf.FRAME_S < options.min_speech_s:
             continue
-        for start in dnsmos.pick_windows(ch.speech, nf.FRAME_S, duration, count):
-            windows.append(dnsmos.window_audio(ch.x, start))
-            owners.append((ch, start))
+        snr = _calibrate(nf.speech_snr(ch.power, ch.noise, ch.speech)[0], options)
+        if len(channels) > 1 and snr is not None and snr >= options.dnsmos_shared_snr_db:
+            shared.append(ch)
+        else:
+            groups.append([ch])
+    if shared:
+        groups.append(shared)
+    windows, owners = [], []
+    for group in groups:
+        if len(group) == 1:
+            x, speech = group[0].x, group[0].speech
+        else:
+            n = min(len(c.x) for c in group)
+            x = np.sum([c.x[:n] for c in group], axis=0)
+            m = min(len(c.speech) for c in group)
+            speech = np.any([c.speech[:m] for c in group], axis=0)
+        for start in dnsmos.pick_windows(speech, nf.FRAME_S, duration, count):
+            windows.append(dnsmos.window_audio(x, start))
+            owners.append((group, start))
     if not windows:
         return
     try:
@@ -282,8 +306,9 @@ def _score_bak(channels: list[_Channel], duration: float, options: NoiseOptions)
         return
     if scores is None:
         return
-    for (ch, start), s in zip(owners, scores):
-        ch.bak.append((start, float(s[1])))
+    for (group, start), sc in zip(owners, scores):
+        for ch in group:
+            ch.bak.append((start, float(sc[1])))
 
 
 def _empty_side() -> dict:
@@ -428,11 +453,11 @@ def _noisy_flag(ch: _Channel, m: dict, role: str, options: NoiseOptions, duratio
     kind = m["kind"] or "stationary"
     snr = m["snr_db"]
     severity = "high" if snr < options.snr_high_db else ("medium" if snr < options.snr_flag_db else "low")
-    what = {"babble": "other voices in the background", "hum": f"mains hum ({(m['hum'] or {}).get('freq_hz') or '?'} Hz)",
+    what = {"babble": "other voices in the background", "hum": f"mains hum ({(m['hum'] or {}).get('freq_hz') or 0:.0f} Hz)",
             "stationary": "steady background noise"}[kind]
     side = role if role != UNKNOWN else "the call"
     bak = f", background MOS {m['bak_mos']:.1f}/5" if m["bak_mos"] is not None else ""
-    evidence = (f"{what.capitalize()} on the {side} side: speech only {snr:.1f} dB above the noise{bak}; "
+    evidence = (f"{what[0].upper()}{what[1:]} on the {side} side: speech only {snr:.1f} dB above the noise{bak}; "
                 f"worst {start:.0f}-{end:.0f} s ({local:.1f} dB).{note}")
     detail = {"side": role, "kind": kind, "snr_db": snr, "worst_start": start, "worst_end": end,
               "worst_snr_db": _r(local), "noise_floor_dbfs": m["noise_floor_dbfs"], "bak_mos": m["bak_mos"],

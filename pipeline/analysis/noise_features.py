@@ -80,7 +80,9 @@ def block_noise(x: np.ndarray, *, block_s: float, quantile: float) -> tuple[np.n
     for b0, b1 in zip(bounds[:-1], bounds[1:]):
         seg = x[b0 * HOP : (b1 - 1) * HOP + NFFT]
         spec = _spectrogram(seg)[: b1 - b0, LOW_BIN:]
-        npsd = np.quantile(spec, quantile, axis=0) / bias
+        k = min(len(spec) - 1, int(quantile * (len(spec) - 1)))
+        # partition on a contiguous (bins, frames) copy: 4x faster than np.quantile along axis 0
+        npsd = np.partition(np.ascontiguousarray(spec.T), k, axis=1)[:, k].astype(np.float64) / bias
         power[b0:b1] = spec.sum(axis=1)
         noise[b0:b1] = float(npsd.sum())
         psd_sum[LOW_BIN:] += npsd * (b1 - b0)
@@ -252,27 +254,39 @@ def background_speech(x: np.ndarray, region_mask: np.ndarray, *, threshold: floa
 
 # --- line quality ----------------------------------------------------------------------------
 
-def clipping(x: np.ndarray, speech_mask: np.ndarray) -> dict:
+def clipping(x: np.ndarray, speech_mask: np.ndarray, *, chunk_s: float = 60.0) -> dict:
     """Share of speech samples stuck at the channel's peak (a flat top: the recorder saturated).
 
     A sample counts as clipped when it is within 3 % of the channel's peak and its
     neighbour is too (a plateau, not one loud peak). Unclipped speech has almost no
     such samples (≈1e-5); a saturated recording has percents. Works after
     resampling, where the plateau keeps its level but gains a little ripple.
+    Processed in chunks so a long call needs no full-length temporaries.
     """
     if len(x) == 0:
         return {"share": 0.0, "peak_dbfs": None}
     peak = float(np.max(np.abs(x)))
     if peak <= 0:
         return {"share": 0.0, "peak_dbfs": None}
-    sample_mask = np.repeat(speech_mask, HOP)[: len(x)] if speech_mask.any() else np.ones(len(x), dtype=bool)
-    if len(sample_mask) < len(x):
-        sample_mask = np.pad(sample_mask, (0, len(x) - len(sample_mask)))
-    near = np.abs(x) >= 0.97 * peak
-    plateau = near & (np.r_[near[1:], False] | np.r_[False, near[:-1]])
-    n_speech = int(sample_mask.sum())
-    share = float((plateau & sample_mask).sum()) / n_speech if n_speech else 0.0
-    return {"share": round(share, 5), "peak_dbfs": round(float(db(peak * peak)), 1)}
+    use_all = not speech_mask.any()
+    step = int(chunk_s * SR) // HOP * HOP
+    clipped = counted = 0
+    for i0 in range(0, len(x), step):
+        seg = x[i0 : i0 + step + 1]  # one sample of overlap for the neighbour test
+        near = np.abs(seg) >= 0.97 * peak
+        plateau = (near[:-1] & near[1:]) if len(seg) > 1 else near
+        plateau = plateau | np.r_[False, plateau[:-1]]  # both samples of each flat pair
+        k = min(step, len(x) - i0)
+        plateau = np.pad(plateau, (0, max(0, k - len(plateau))))[:k]
+        if use_all:
+            m = np.ones(k, dtype=bool)
+        else:
+            m = np.repeat(speech_mask[i0 // HOP : (i0 + k) // HOP + 1], HOP)[:k]
+            m = np.pad(m, (0, k - len(m)))
+        clipped += int((plateau & m).sum())
+        counted += int(m.sum())
+    share = clipped / counted if counted else 0.0
+    return {"share": round(float(share), 5), "peak_dbfs": round(float(db(peak * peak)), 1)}
 
 
 def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, silence_dbfs: float = -70.0) -> list[tuple[float, float]]:
@@ -286,7 +300,7 @@ def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, sil
     n = len(x) // hop
     if n == 0:
         return []
-    peaks = np.abs(x[: n * hop]).reshape(n, hop).max(axis=1)
+    peaks = np.maximum(x[: n * hop].reshape(n, hop).max(axis=1), -x[: n * hop].reshape(n, hop).min(axis=1))
     dead = peaks < 10 ** (silence_dbfs / 20)
     if not dead.any():
         return []
