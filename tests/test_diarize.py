@@ -276,3 +276,43 @@ def test_encoder_loads_once_and_mel_matches_resemblyzer():
 def test_wrong_sample_rate_is_refused():
     with pytest.raises(ValueError, match="16 kHz"):
         diarize_mono(np.zeros(8000, np.float32), 8000, [], CONFIG.diarization)
+
+
+# --- end to end with the real ASR -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_mono_calls_end_to_end():
+    """analyze_file on the mono fixtures: speakers, roles from what is said, clear results on edge files."""
+    from pipeline.process import analyze_file
+    from pipeline.record import validate_record
+
+    rec = analyze_file(MONO / "two_voices.flac", config=CONFIG)
+    assert rec.status == "ok", rec.error
+    validate_record(rec.to_dict())
+    assert len(rec.timeline.speakers) == 2
+    agent = [s.id for s in rec.timeline.speakers if s.role == AGENT]
+    assert len(agent) == 1
+    agent_text = " ".join(t.transcript.lower() for t in rec.timeline.turns if t.speaker == agent[0])
+    customer_text = " ".join(t.transcript.lower() for t in rec.timeline.turns if t.speaker != agent[0])
+    assert "calling" in agent_text and "help" in agent_text
+    assert "last month" in customer_text
+    assert rec.role_assignment["rule"] == "content"
+    # Turns alternate as the utterances do: six utterances, six turns, roles alternating.
+    roles = [t.role for t in rec.timeline.turns]
+    assert roles[:2] == [AGENT, CUSTOMER] and all(a != b for a, b in zip(roles, roles[1:]))
+
+    three = analyze_file(MONO / "three_voices.flac", config=CONFIG)
+    assert three.status == "ok" and len(three.timeline.speakers) == 3
+
+    one = analyze_file(MONO / "one_voice.flac", config=CONFIG)
+    assert one.status == "ok" and len(one.timeline.speakers) == 1
+    assert one.role_assignment["rule"] == "single_speaker"
+
+    for name in ("one_second", "silence"):
+        r = analyze_file(MONO / f"{name}.flac", config=CONFIG)
+        validate_record(r.to_dict())
+        if r.status == "error":
+            assert r.error.kind and len(r.error.message) > 20  # says what happened and what to do
+        else:
+            assert len(r.timeline.speakers) <= 1
+    assert analyze_file(MONO / "silence.flac", config=CONFIG).error.kind == "no_speech"
