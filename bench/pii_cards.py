@@ -138,7 +138,9 @@ def spoken_through_asr(tmp: Path) -> None:
 
     config = load_config()
     sr = gen.SR
-    redacted = leaked = asr_complete = 0
+    from pipeline.redact_audio import write_redacted_audio
+
+    redacted = leaked = asr_complete = audio_clean = 0
     t0 = time.perf_counter()
     print(f"## spoken through ASR ({config.asr.model} model): {len(SPOKEN_CARDS)} calls")
     for k, (card, style, voice) in enumerate(SPOKEN_CARDS):
@@ -174,24 +176,41 @@ def spoken_through_asr(tmp: Path) -> None:
         spans = [s for s in rec["metrics"]["pii"]["spans"] if s["type"] in ("card", "number")]
         cover = sum(max(0.0, min(s["end"], card_span[1]) - max(s["start"], card_span[0])) for s in spans)
         ok = cover >= 0.8 * (card_span[1] - card_span[0])
-        text = " ".join(s["text"] for s in rec["segments"])
+        # Leak: a digit or number word left in a segment that overlaps the card (the script has no other
+        # numbers there; ASR may invent "have a good one" elsewhere).
+        text = " ".join(s["text"] for s in rec["segments"] if s["end"] > card_span[0] and s["start"] < card_span[1])
         left = re.sub(r"\[[A-Z]+\]", "", text)
         leak = bool(re.search(r"\d", left) or NUM_WORDS.search(left))
+        # Audio: silence the spans as --redact-audio would; any 30 ms frame of the card left above -50 dBFS
+        # on the customer's channel is audible card speech.
+        red = write_redacted_audio(path, tmp / f"red_{k}.wav", rec["metrics"]["pii"]["spans"], mode="silence",
+                                   pad_s=config.pii.audio_pad_s)
+        y, _ = sf.read(red.path, dtype="float32")
+        seg = y[int(card_span[0] * sr):int(card_span[1] * sr), 0]
+        hop = int(0.03 * sr)
+        lv = 10 * np.log10(np.mean(seg[: len(seg) // hop * hop].reshape(-1, hop) ** 2, axis=1) + 1e-12)
+        audible = float(np.sum(lv > -50) * 0.03)
+        audio_clean += audible == 0
         redacted += ok
         leaked += leak
         types = sorted({s["type"] for s in spans})
         print(f"  {card} {style:12s} {'split' if split else 'one turn':8s} {voice:9s} asr digits "
               f"{'exact' if raw_digits == card else f'{len(raw_digits)} (differ)':12s} -> {types} "
-              f"{'covered' if ok else 'NOT COVERED'}{' LEAK' if leak else ''}")
+              f"{'covered' if ok else 'NOT COVERED'}{' LEAK' if leak else ''}  audible card audio {audible:.2f} s")
         if VERBOSE:
             for seg in raw["segments"]:
                 print(f"      raw {seg['role']:8s} {seg['start']:6.2f}-{seg['end']:6.2f} {seg['text']}")
+                if seg["role"] == "customer":
+                    print("          words:", [(w["text"], round(w["start"], 2), round(w["end"], 2))
+                                              for w in seg.get("words") or []])
             print(f"      card span {card_span[0]:.2f}-{card_span[1]:.2f}; redacted spans",
                   [(s['type'], s['start'], s['end']) for s in rec['metrics']['pii']['spans']])
     n = len(SPOKEN_CARDS)
     print(f"spoken cards redacted over their span: {redacted}/{n}  with a digit left in the text: {leaked}/{n}  "
           f"(ASR got every digit right in {asr_complete}/{n}; the rest are [NUMBER]) "
           f"{(time.perf_counter() - t0) / n:.1f} s/call incl. 2 analyses")
+    print(f"redacted audio with no card speech left (every 30 ms frame of the card span < -50 dBFS): "
+          f"{audio_clean}/{n}")
 
 
 def real_calls(eval_dir: Path) -> None:

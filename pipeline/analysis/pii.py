@@ -428,15 +428,21 @@ class _Detector:
         kw_times = [(time, topic) for topic, time, _ in self.keywords]
         for speaker, stream in streams.items():
             cur: list[_Unit] = []
+            unknown = 0  # words since the last unit that are neither joiners nor digits
             for pos, unit in self._units(stream):
                 tok = self.toks[stream[pos]]
                 if unit is None:
                     if tok.topic is None and tok.norm in _JOINERS:
                         continue
-                    if cur:
-                        runs.append(_Run(speaker, cur))
-                    cur = []
+                    # One odd word between digit groups is more often a misheard digit ("five one all five",
+                    # "four niera one") than the end of the number; a keyword or a second word ends it.
+                    unknown += 1
+                    if tok.topic is not None or unknown > 1:
+                        if cur:
+                            runs.append(_Run(speaker, cur))
+                        cur = []
                     continue
+                unknown = 0
                 if cur:
                     gap_ok = unit.start - cur[-1].end <= self.o.digit_gap_s
                     # Another speaker naming a topic in between ("and the expiry?") ends the number.
@@ -883,8 +889,8 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
     their times (fillers between the digit groups included). ``metrics``: ``types``
     (redacted), ``counts`` by type (detections, not words), ``total``, ``raw_text_kept`` and
     ``spans: [{type, role, speaker, channel?, start, end}]`` - one per placeholder, no raw text;
-    a span also covers the silent gaps next to its words (up to 0.5 s; the turn's edge when the
-    words open or close the turn) because ASR word times clip the audio of a word.
+    a span also covers the silent gaps next to its words (up to 0.5 s), or reaches the turn's edge
+    when the words open or close the turn, because ASR word times clip the audio of a word.
     With ``keep_raw_text`` the spans are reported but the text is left as it is.
     """
     if not options.enabled:
@@ -933,12 +939,17 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
             ph = _placeholder(group, hits[h].type)
             out.append(ph)
             used_hits.add(h)
-            # The span reaches into the silent gaps around the words (up to _SPAN_REACH_S): ASR word times
-            # clip onsets and tails, and a masked gap costs nothing while an audible last digit leaks.
-            before = words[first - 1].end if first > 0 else turn.start
-            after = words[wi].start if wi < len(words) else turn.end
-            start = max(ph.start - _SPAN_REACH_S, min(ph.start, before))
-            end = min(ph.end + _SPAN_REACH_S, max(ph.end, after))
+            # The span reaches into the silent gaps around the words (up to _SPAN_REACH_S), and to the turn's
+            # edge when the words open or close the turn (turn edges are measured speech, word times are not):
+            # ASR word times clip onsets and tails, and a masked gap costs nothing while an audible digit leaks.
+            if first > 0:
+                start = max(ph.start - _SPAN_REACH_S, min(ph.start, words[first - 1].end))
+            else:
+                start = min(ph.start, turn.start)
+            if wi < len(words):
+                end = min(ph.end + _SPAN_REACH_S, max(ph.end, words[wi].start))
+            else:
+                end = max(ph.end, turn.end)
             span = {"type": hits[h].type, "role": turn.role, "speaker": turn.speaker,
                     "start": round(start, 3), "end": round(end, 3)}
             if channel_of.get(turn.speaker) is not None:
