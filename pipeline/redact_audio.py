@@ -73,9 +73,10 @@ def _decode(src: Path) -> tuple[np.ndarray, int, str, str, str, int | None]:
 
 def _mask(samples: np.ndarray, rate: int, spans: Iterable[Mapping], *, mode: str, pad_s: float,
           channel_of: Mapping[str, int | None]) -> int:
+    """Mask every span; spans that touch or overlap on a channel are merged first, so one continuous
+    tone (not two ramps meeting mid-word, which clicks) covers them."""
     n_ch, n = samples.shape
-    fade = max(1, int(FADE_S * rate))
-    amp = 10 ** (TONE_DBFS / 20)
+    per_row: dict[int, list[tuple[int, int]]] = {r: [] for r in range(n_ch)}
     count = 0
     for span in spans:
         a = max(0, int((float(span["start"]) - pad_s) * rate))
@@ -86,16 +87,26 @@ def _mask(samples: np.ndarray, rate: int, spans: Iterable[Mapping], *, mode: str
         if ch is None:
             ch = channel_of.get(span.get("speaker", ""))
         rows = [ch] if (ch is not None and n_ch > 1 and 0 <= ch < n_ch) else list(range(n_ch))
-        if mode == "silence":
-            fill = np.zeros(b - a, np.float32)
-        else:
+        for r in rows:
+            per_row[r].append((a, b))
+        count += 1
+    fade = max(1, int(FADE_S * rate))
+    amp = 10 ** (TONE_DBFS / 20)
+    for r, ivs in per_row.items():
+        merged: list[list[int]] = []
+        for a, b in sorted(ivs):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        for a, b in merged:
+            if mode == "silence":
+                samples[r, a:b] = 0.0
+                continue
             t = np.arange(a, b) / rate
             fill = (amp * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
             ramp = np.minimum(1.0, np.minimum(np.arange(b - a) + 1, np.arange(b - a, 0, -1)) / fade)
-            fill *= ramp.astype(np.float32)
-        for r in rows:
-            samples[r, a:b] = fill
-        count += 1
+            samples[r, a:b] = fill * ramp.astype(np.float32)
     return count
 
 

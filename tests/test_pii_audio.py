@@ -108,3 +108,13 @@ def test_codec_that_cannot_be_encoded_falls_back_to_wav_and_says_so(tmp_path):
 def test_bad_mode_is_named(stereo_wav, tmp_path):
     with pytest.raises(ValueError, match="mode"):
         write_redacted_audio(stereo_wav[0], tmp_path / "x.wav", [], mode="beep")
+
+
+def test_overlapping_spans_make_one_clean_tone(stereo_wav, tmp_path):
+    src, _ = stereo_wav
+    spans = [{"start": 1.0, "end": 1.62, "channel": 0}, {"start": 1.6, "end": 2.2, "channel": 0}]
+    res = write_redacted_audio(src, tmp_path / "r.wav", spans, mode="tone", pad_s=0.0)
+    y, _ = sf.read(res.path, dtype="float32")
+    seg = y[int(1.05 * SR):int(2.15 * SR), 0]
+    assert _band_share(seg, TONE_HZ - 50, TONE_HZ + 50) > 0.999  # no click where the spans meet
+    assert res.spans_masked == 2
