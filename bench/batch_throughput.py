@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,21 +81,52 @@ def build_calls(folder: Path, n: int, seed: int = 7) -> float:
     return total
 
 
+def _watch_rss(pid: int, stop: threading.Event, peak: dict) -> None:
+    """Largest resident memory of any single process in the tree (a worker holding a model)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.Error:
+        return
+    while not stop.is_set():
+        try:
+            procs = [root] + root.children(recursive=True)
+        except psutil.Error:
+            break
+        for p in procs:
+            try:
+                rss = p.memory_info().rss
+            except psutil.Error:
+                continue
+            peak["max_process_mb"] = max(peak.get("max_process_mb", 0), rss / 2**20)
+        stop.wait(0.5)
+
+
 def timed(cmd: list[str], *, label: str) -> dict:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop, peak = threading.Event(), {}
+    watcher = threading.Thread(target=_watch_rss, args=(proc.pid, stop, peak), daemon=True)
+    watcher.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    watcher.join()
+    p = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    res = {"label": label, "cmd": " ".join(cmd[2:]), "rc": p.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+    res = {"label": label, "cmd": " ".join(cmd[2:]), "rc": p.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+           "peak_process_mb": round(peak.get("max_process_mb", 0), 1)}
     if p.returncode not in (0, 1):
         res["stderr"] = p.stderr[-2000:]
     try:
         res["out"] = json.loads(p.stdout)
     except json.JSONDecodeError:
         res["stdout_tail"] = p.stdout[-600:]
-    print(f"  {label:<10} rc={p.returncode} wall {wall:8.1f} s  cpu {cpu:8.1f} s", flush=True)
+    print(f"  {label:<10} rc={p.returncode} wall {wall:8.1f} s  cpu {cpu:8.1f} s  "
+          f"peak process {res['peak_process_mb']:.0f} MB", flush=True)
     return res
 
 
@@ -141,6 +173,8 @@ def main() -> None:
                 cfg.write_text("[talk]\ndead_air_s = 5.0\nmonologue_flag_s = 30.0\n")
                 results[e] = timed(py + ["reanalyze", str(tmp / "out_local"), "--config", str(cfg), "--json"],
                                    label=e)
+            if args.json:  # keep what finished if a later run is cut short
+                args.json.write_text(json.dumps({"partial": True, "runs": results}, indent=1, default=str))
         report = {"calls": args.calls, "audio_hours": round(audio_s / 3600, 3), "workers": args.workers,
                   "cores": os.cpu_count(), "load_avg_start": load, "load_avg_end": os.getloadavg(), "runs": results}
         base = results.get("analyze")

@@ -3,8 +3,9 @@
 Reads an output folder / ``callqa.db`` or the Parquet export. Only ``ok`` calls count.
 
 * Flag rate of a type = share of calls with at least one such flag; 95 % Wilson interval.
-* Distributions (agent talk ratio, every numeric ``noise_*`` column): mean with a
-  t interval, median, 10th/90th percentiles.
+* Distributions (agent talk ratio, the main ``noise_*`` measurements — SNR, noise floor,
+  BAK MOS, background speech — and any ``--metric`` column): mean with a t interval,
+  median, 10th/90th percentiles.
 * Two cohorts (``--by`` with two values, or ``--compare A,B``): differences A − B with
   95 % intervals (Newcombe's method for rates, Welch for means) and p-values
   (Fisher's exact test for rates, Welch's t and Mann–Whitney U for distributions).
@@ -119,19 +120,35 @@ def load_tables(source: str | Path):
 
 
 # -- computing -------------------------------------------------------------------------
-def _distribution_columns(calls) -> list[str]:
+# The noise analysis reports many numbers; these are the ones a cohort report needs first.
+_NOISE_SUFFIXES = ("snr_db", "noise_floor_dbfs", "bak_mos", "background_speech_share")
+_NOISE_SCOPES = ("overall", "by_role_customer", "by_role_agent")
+
+
+def _noise_rank(col: str) -> tuple:
+    body = col[len("noise_"):]
+    if body.startswith("method"):
+        return (9, 9, col)
+    suf = next((i for i, x in enumerate(_NOISE_SUFFIXES) if body.endswith(x)), len(_NOISE_SUFFIXES))
+    scope = next((i for i, x in enumerate(_NOISE_SCOPES) if body.startswith(x)), len(_NOISE_SCOPES))
+    return (suf, scope, col)
+
+
+def _distribution_columns(calls, extra: tuple[str, ...] = ()) -> list[str]:
     import pandas as pd
 
     cols = [c for c in ("talk_ratio_agent",) if c in calls.columns]
     noise = [c for c in calls.columns if c.startswith("noise_") and pd.api.types.is_numeric_dtype(calls[c])
-             and calls[c].notna().any()]
-    # prefer SNR / noise-floor style measurements when a noise analysis reports many numbers
-    noise.sort(key=lambda c: (0 if ("snr" in c or "floor" in c) else 1, c))
-    return cols + noise[:MAX_NOISE_COLUMNS]
+             and not pd.api.types.is_bool_dtype(calls[c]) and calls[c].notna().any()]
+    noise = [c for c in sorted(noise, key=_noise_rank) if _noise_rank(c)[0] < len(_NOISE_SUFFIXES)]
+    for c in extra:
+        if c not in calls.columns or not pd.api.types.is_numeric_dtype(calls[c]):
+            raise ValueError(f"--metric {c!r}: no numeric column of that name (see `callqa export` for the columns)")
+    return list(dict.fromkeys([*cols, *extra, *noise[:MAX_NOISE_COLUMNS]]))
 
 
 def compute_stats(calls, flags, *, by: str | None = None, compare: tuple[str, str] | None = None,
-                  min_group: int = 1) -> dict:
+                  metrics: tuple[str, ...] = (), min_group: int = 1) -> dict:
     """Everything ``callqa stats`` prints, as plain data."""
     import pandas as pd
 
@@ -147,7 +164,7 @@ def compute_stats(calls, flags, *, by: str | None = None, compare: tuple[str, st
     else:
         ok["_group"] = ok[by].map(lambda v: "(none)" if v is None or v != v or v == "" else str(v))
     flag_types = sorted(c[len("flags_"):] for c in ok.columns if c.startswith("flags_"))
-    dist_cols = _distribution_columns(ok)
+    dist_cols = _distribution_columns(ok, tuple(metrics))
     groups = []
     for name, g in sorted(ok.groupby("_group"), key=lambda kv: str(kv[0])):
         if len(g) < min_group:
@@ -254,9 +271,9 @@ def stats_text(result: dict) -> str:
                 lines.append(f"    {t:<32} {_pct(r['rate'])}  [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
                              f"  ({r['calls_flagged']}/{g['calls']})")
         if g["distributions"]:
-            lines.append("  distribution                         mean   95% CI                  median    p10     p90")
+            lines.append("  distribution                                 mean   95% CI                  median    p10     p90")
             for c, d in g["distributions"].items():
-                lines.append(f"    {c:<32} {_num(d['mean'])}  [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
+                lines.append(f"    {c[:40]:<40} {_num(d['mean'])}  [{_num(d['ci_low'])}, {_num(d['ci_high'])}]"
                              f"  {_num(d['median'])} {_num(d['p10'])} {_num(d['p90'])}  (n={d['n']})")
     cmp_ = result.get("comparison")
     if cmp_:

@@ -173,6 +173,7 @@ def stats(
     source: Path = typer.Argument(..., help="Batch output folder / callqa.db, or the Parquet export (folder or calls.parquet)."),
     by: Optional[str] = typer.Option(None, "--by", help="Metadata column to group by (campaign, agent_id, call_type, ...)."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Two groups of --by to compare: A,B (default: when there are exactly two)."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="Also report this numeric column (repeatable), e.g. words_per_minute_agent."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write PNG charts into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
@@ -188,7 +189,7 @@ def stats(
         pair = (parts[0], parts[1])
     try:
         calls, flags = load_tables(source)
-        result = compute_stats(calls, flags, by=by, compare=pair)
+        result = compute_stats(calls, flags, by=by, compare=pair, metrics=tuple(metric or ()))
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
