@@ -186,6 +186,19 @@ def test_babble_on_agent_leg_flags_agent_only_as_babble(voices):
     assert agent["noise_floor_dbfs"] > customer["noise_floor_dbfs"] + 20
 
 
+def test_worst_stretch_is_where_the_noise_is(voices):
+    legs, _ = dialogue(voices)
+    n = legs.shape[1]
+    half = n // 2
+    noise = at_snr(legs[AGENT_CH], babble(voices, n), 0.0)
+    noise[: half + SR * 3] = 0.0  # the room gets loud only after the middle of the call (and 3 s)
+    legs[AGENT_CH] += noise
+    result, _ = analyse(legs)
+    flags = noisy_flags(result, "agent")
+    assert flags, result.metrics["by_role"]["agent"]
+    assert flags[0].start >= 10.0 and flags[0].end >= n / SR - 1.0, (flags[0].start, flags[0].end)
+
+
 def test_pink_noise_at_30_db_is_not_flagged(voices):
     legs, _ = dialogue(voices)
     for ch in (AGENT_CH, CUSTOMER_CH):
@@ -317,6 +330,32 @@ def test_mono_call_noisy_and_schema(voices):
     jsonschema.validate(result.metrics, noise_schema)
     for f in result.flags:
         jsonschema.validate(f.to_dict(), {**schema["$defs"]["flag"], "$defs": schema["$defs"]})
+
+
+def test_mono_call_with_turns_names_the_noisy_side(voices):
+    from pipeline.timeline import Turn
+
+    legs, _ = dialogue(voices)
+    config = load_config()
+    per_leg = detect_speech(legs + line_floor(legs.shape), SR, config.vad)  # where each side really talks
+    agent_ivs, cust_ivs = per_leg[AGENT_CH].speech, per_leg[CUSTOMER_CH].speech
+    mono = legs.sum(axis=0, keepdims=True) + line_floor((1, legs.shape[1]))
+    noise = at_snr(legs[AGENT_CH], babble(voices, legs.shape[1]), 3.0)
+    gate = np.zeros(legs.shape[1], dtype=np.float32)
+    for iv in agent_ivs:  # the agent's headset only passes the room while the agent talks (noise gate)
+        gate[int(iv.start * SR) : int(iv.end * SR)] = 1.0
+    mono[0] += noise * gate
+    turns = [Turn("A", iv.start, iv.end, role="agent") for iv in agent_ivs]
+    turns += [Turn("B", iv.start, iv.end, role="customer") for iv in cust_ivs]
+    source = SourceInfo("m.wav", "0" * 64, "wav", "pcm_s16le", mono.shape[1] / SR, 8000, 1, mono.size * 2)
+    audio = Audio(samples=mono.astype(np.float32), source=source)
+    timeline = Timeline(audio.duration, (Speaker("A", "agent"), Speaker("B", "customer")), tuple(turns))
+    result = analyze_noise(audio, timeline, detect_speech(audio.samples, SR, config.vad), config.noise)
+    by_role = result.metrics["by_role"]
+    assert by_role["agent"]["snr_db"] < 9.0 < by_role["customer"]["snr_db"], by_role
+    assert by_role["agent"]["noise_floor_dbfs"] > by_role["customer"]["noise_floor_dbfs"] + 10
+    flags = noisy_flags(result)
+    assert [f.role for f in flags] == ["agent"], [f.evidence for f in flags]
 
 
 def test_stereo_metrics_match_schema(voices):

@@ -61,6 +61,7 @@ class NoiseOptions:
     babble_share: float = 0.2
     hum_share: float = 0.5
     max_background_s: float = 300.0
+    background_audible_dbfs: float = -60.0
     clipping_flag_share: float = 0.002
     low_level_dbfs: float = -40.0
     dropout_min_s: float = 0.02
@@ -72,6 +73,7 @@ class NoiseOptions:
     dnsmos_every_s: float = 120.0
     dnsmos_max_windows: int = 3
     dnsmos_shared_snr_db: float = 25.0
+    gated_snr_db: float = 12.0
 
     def __post_init__(self) -> None:
         positive = ("block_s", "min_speech_s", "max_background_s", "dropout_min_s", "dropout_max_s",
@@ -114,6 +116,7 @@ class _Channel:
     crosstalk: dict | None = None
     other_speech: np.ndarray | None = None
     speech_suspect: bool = False
+    side_noise: dict = field(default_factory=dict)  # id(speech mask) -> noise per frame used for that side
 
 
 def analyze_noise(audio: "Audio", timeline: Timeline, activity: "list[ChannelActivity]",
@@ -255,7 +258,8 @@ def _refine(ch: _Channel, options: NoiseOptions) -> None:
 def _background_and_hum(ch: _Channel, options: NoiseOptions) -> None:
     try:
         ch.background = nf.background_speech(ch.x, ch.noise_only, threshold=options.background_speech_threshold,
-                                             max_s=options.max_background_s)
+                                             max_s=options.max_background_s, power=ch.power,
+                                             audible_dbfs=options.background_audible_dbfs)
     except Exception as e:  # noqa: BLE001 - a missing/broken Silero model must not fail the call
         log.warning("noise: background-speech detection unavailable (%s); background_speech_share is null", e)
         ch.background = (None, 0.0, None)
@@ -314,21 +318,17 @@ def _score_bak(channels: list[_Channel], duration: float, options: NoiseOptions)
 def _empty_side() -> dict:
     return {"snr_db": None, "noise_floor_dbfs": None, "speech_level_dbfs": None, "speech_s": 0.0,
             "background_speech_share": None, "bak_mos": None, "hum": None, "clipping_share": None,
-            "low_level": None, "dropouts": {"count": 0, "total_s": 0.0, "times": []}, "kind": None}
+            "low_level": None, "dropouts": {"count": 0, "total_s": 0.0, "times": []}, "kind": None,
+            "noise_with_speech_only": None}
 
 
 def _side_metrics(ch: _Channel, speech: np.ndarray, speech_ivs: list, options: NoiseOptions, duration: float,
                   *, local_noise: bool = False) -> dict:
     """The measures of one side: a stereo leg, or (mono) one role's turns over the shared signal."""
-    if local_noise and speech.any():
-        noise_level = float(np.mean(ch.noise[speech]))
-        snr = None
-        s = float(np.mean(ch.power[speech] - ch.noise[speech]))
-        s = max(s, 1e-3 * noise_level, 1e-12)
-        snr, level = float(nf.db(s / noise_level)), float(nf.db(s))
-    else:
-        noise_level = float(np.mean(ch.noise)) if len(ch.noise) else 0.0
-        snr, level = nf.speech_snr(ch.power, ch.noise, speech)
+    noise_frames, snr, level, gated = _side_noise(ch, speech, options, local=local_noise)
+    noise_level = float(np.mean(noise_frames[speech])) if (local_noise or gated) and speech.any() else (
+        float(np.mean(noise_frames)) if len(noise_frames) else 0.0)
+    ch.side_noise[id(speech)] = noise_frames
     snr = _calibrate(snr, options)
     speech_s = float(speech.sum()) * nf.FRAME_S
     share = ch.background[0]
@@ -349,8 +349,43 @@ def _side_metrics(ch: _Channel, speech: np.ndarray, speech_ivs: list, options: N
         "dropouts": {"count": len(drops), "total_s": round(sum(b - a for a, b in drops), 3),
                      "times": [[a, b] for a, b in drops[:20]]},
     }
+    m["noise_with_speech_only"] = gated
     m["kind"] = _kind(m, options)
     return m
+
+
+def _side_noise(ch: _Channel, speech: np.ndarray, options: NoiseOptions, *, local: bool):
+    """(noise per frame, raw SNR dB, speech level dBFS, gated) for one side.
+
+    The noise is the channel's (pauses / minimum statistics), taken where the side
+    talks when ``local`` (a mono role). If the noise measured *inside* the side's
+    speech is ≥ 6 dB louder and implies an SNR under ``gated_snr_db``, the noise
+    only comes with the speech (gate or suppressor opening with the talker) and
+    that in-speech noise is used instead.
+    """
+    noise = ch.noise
+    if not speech.any():
+        return noise, None, None, False
+    if local:
+        n_lvl = float(np.mean(noise[speech]))
+        s = max(float(np.mean(ch.power[speech] - noise[speech])), 1e-3 * n_lvl, 1e-12)
+        snr, level = float(nf.db(s / n_lvl)), float(nf.db(s))
+    else:
+        n_lvl = float(np.mean(noise))
+        snr, level = nf.speech_snr(ch.power, noise, speech)
+    if speech.sum() * nf.FRAME_S < options.min_speech_s:
+        return noise, snr, level, False
+    isn = nf.in_speech_noise(ch.x, speech, block_s=options.block_s, quantile=options.noise_quantile)
+    valid = speech & ~np.isnan(isn)
+    if valid.sum() * nf.FRAME_S < options.min_speech_s:
+        return noise, snr, level, False
+    g_lvl = float(np.mean(isn[valid]))
+    g_s = max(float(np.mean(ch.power[valid] - isn[valid])), 1e-3 * g_lvl, 1e-12)
+    g_snr = float(nf.db(g_s / g_lvl))
+    if g_lvl > 4.0 * float(np.mean(noise[valid])) and g_snr < options.gated_snr_db:
+        merged = np.where(np.isnan(isn), noise, np.maximum(isn, noise))
+        return merged, g_snr, float(nf.db(g_s)), True
+    return noise, snr, level, False
 
 
 def _bak_for(ch: _Channel, speech: np.ndarray) -> float | None:
@@ -421,15 +456,16 @@ def _is_noisy(m: dict, options: NoiseOptions) -> bool:
 
 
 def _worst_stretch(ch: _Channel, level_db: float, options: NoiseOptions, duration: float,
-                   mask: np.ndarray | None = None) -> tuple[float, float, float]:
+                   mask: np.ndarray | None = None, noise: np.ndarray | None = None) -> tuple[float, float, float]:
     """(start, end, local SNR) of the worst run of blocks: local SNR = the side's speech level
     over each block's noise; the run grows over neighbours still below the flag threshold."""
     per_block = max(8, int(round(options.block_s / nf.FRAME_S)))
-    n = len(ch.noise)
+    noise = ch.noise if noise is None else noise
+    n = len(noise)
     starts = list(range(0, n, per_block))
     local = []
     for b0 in starts:
-        seg = ch.noise[b0 : b0 + per_block]
+        seg = noise[b0 : b0 + per_block]
         if mask is not None and not mask[b0 : b0 + per_block].any():
             local.append(np.inf)  # mono role: only blocks where this side talks
             continue
@@ -449,7 +485,8 @@ def _worst_stretch(ch: _Channel, level_db: float, options: NoiseOptions, duratio
 
 def _noisy_flag(ch: _Channel, m: dict, role: str, options: NoiseOptions, duration: float,
                 mask: np.ndarray | None = None, note: str = "") -> Flag:
-    start, end, local = _worst_stretch(ch, m["speech_level_dbfs"], options, duration, mask)
+    side_noise = ch.side_noise.get(id(mask if mask is not None else ch.speech))
+    start, end, local = _worst_stretch(ch, m["speech_level_dbfs"], options, duration, mask, side_noise)
     kind = m["kind"] or "stationary"
     snr = m["snr_db"]
     severity = "high" if snr < options.snr_high_db else ("medium" if snr < options.snr_flag_db else "low")
@@ -518,13 +555,13 @@ def _mono_flags(ch: _Channel, overall: dict, sides: dict, role_masks: dict, opti
     """One signal: a noisy call is flagged once; it names a side only when the noise heard during
     that side's turns is ≥ 3 dB above the noise during the other side's (else role 'unknown')."""
     flags = []
-    if _is_noisy(overall, options):
+    if _is_noisy(overall, options) or any(_is_noisy(m, options) for m in sides.values()):
         role, mask, note = UNKNOWN, None, " Mono recording: the noise cannot be tied to one side."
         floors = {r: s["noise_floor_dbfs"] for r, s in sides.items() if s.get("noise_floor_dbfs") is not None}
         if len(floors) == 2 and abs(floors[AGENT] - floors[CUSTOMER]) >= 3.0:
             role = max(floors, key=floors.get)
             mask, note = role_masks[role], ""
-        flags.append(_noisy_flag(ch, overall, role, options, duration, mask, note))
+        flags.append(_noisy_flag(ch, sides[role] if role in sides else overall, role, options, duration, mask, note))
     for role, m in sides.items():
         flags += _line_flags(ch, m, role, role_masks[role], options, duration)
     if not sides:

@@ -89,6 +89,34 @@ def block_noise(x: np.ndarray, *, block_s: float, quantile: float) -> tuple[np.n
     return power, noise, psd_sum / n
 
 
+def in_speech_noise(x: np.ndarray, speech: np.ndarray, *, block_s: float, quantile: float,
+                    min_s: float = 1.0) -> np.ndarray:
+    """Noise heard *while the side talks*: the same per-bin quantile, over its speech frames only.
+
+    Catches noise that is gated with the speech (a headset noise gate or suppressor
+    that opens only while the agent talks, so the pauses are clean). Per frame; NaN
+    in blocks with less than ``min_s`` of speech. On clean speech this reads the
+    speech's own quiet bins, i.e. far too high, so the caller uses it only when it
+    implies a poor SNR (noise.py).
+    """
+    n = min(len(speech), frame_count(len(x)))
+    out = np.full(len(speech), np.nan)
+    per_block = max(8, int(round(block_s / FRAME_S)))
+    bias = -np.log(1.0 - quantile)
+    for b0 in range(0, n, per_block):
+        b1 = min(n, b0 + per_block)
+        idx = np.flatnonzero(speech[b0:b1]) + b0
+        if len(idx) * FRAME_S < min_s:
+            continue
+        frames = np.lib.stride_tricks.sliding_window_view(x, NFFT)[::HOP][idx].astype(np.float32)
+        frames = (frames - frames.mean(axis=1, keepdims=True)) * _WINDOW
+        spec = (np.abs(np.fft.rfft(frames, axis=1)) ** 2 / _WIN_NORM)[:, LOW_BIN:]
+        k = min(len(spec) - 1, int(quantile * (len(spec) - 1)))
+        npsd = np.partition(np.ascontiguousarray(spec.T), k, axis=1)[:, k].astype(np.float64) / bias
+        out[b0:b1] = float(npsd.sum())
+    return out
+
+
 def intervals_to_mask(intervals, n_frames: int, frame_s: float = FRAME_S) -> np.ndarray:
     """Boolean mask of the frames whose centre lies inside any of ``intervals`` (objects with start/end)."""
     mask = np.zeros(n_frames, dtype=bool)
@@ -194,7 +222,8 @@ def _masked_segments(x: np.ndarray, mask: np.ndarray | None, *, min_len: int, ma
 # --- background speech (other voices) ------------------------------------------------------------
 
 def background_speech(x: np.ndarray, region_mask: np.ndarray, *, threshold: float, max_s: float,
-                      min_region_s: float = 0.5) -> tuple[float | None, float, np.ndarray]:
+                      min_region_s: float = 0.5, power: np.ndarray | None = None,
+                      audible_dbfs: float = -120.0) -> tuple[float | None, float, np.ndarray]:
     """Share of the noise-only time in which other people can be heard talking.
 
     Silero VAD (the ONNX model inside faster-whisper, loaded once per process) is
@@ -202,8 +231,11 @@ def background_speech(x: np.ndarray, region_mask: np.ndarray, *, threshold: floa
     background speech when its probability is ≥ ``threshold``. Silero is level
     independent (it still finds babble at −60 dBFS) and scores broadband noise,
     hum, traffic and machinery near 0, which is what separates *babble* from
-    *stationary* noise. Returns (share or None if too little noise-only time,
-    seconds analysed, per-16 ms-frame boolean of detected background speech).
+    *stationary* noise. Pause stretches whose mean level (``power`` per frame) is
+    under ``audible_dbfs`` hold nothing anyone could hear: they count as analysed
+    without voices and are not run through the model (most pauses of a clean call).
+    Returns (share or None if too little noise-only time, seconds analysed,
+    per-16 ms-frame boolean of detected background speech).
     """
     n_frames = len(region_mask)
     found = np.zeros(n_frames, dtype=bool)
@@ -220,6 +252,14 @@ def background_speech(x: np.ndarray, region_mask: np.ndarray, *, threshold: floa
         runs = [(runs[i][0], min(runs[i][1], runs[i][0] + per)) for i in idx]
     if not runs:
         return None, 0.0, found
+    silent_frames = 0
+    if power is not None:
+        floor = 10 ** (audible_dbfs / 10)
+        loud = [(a, b) for a, b in runs if float(np.mean(power[a:b])) >= floor]
+        silent_frames = sum(b - a for a, b in runs) - sum(b - a for a, b in loud)
+        runs = loud
+        if not runs:
+            return 0.0, silent_frames * FRAME_S, found
     from faster_whisper.vad import get_vad_model  # lazy: ONNX session created once per process
 
     model = get_vad_model()
@@ -248,8 +288,11 @@ def background_speech(x: np.ndarray, region_mask: np.ndarray, *, threshold: floa
         for j in np.flatnonzero(on):
             t0 = (a + j * chunk) // HOP
             found[t0 : t0 + 2] = True
-    analysed = counted * chunk / SR
-    return (voiced / counted if counted else None), analysed, found
+    # silent pause frames count as analysed chunks without voices
+    silent_chunks = int(silent_frames * HOP / chunk)
+    total = counted + silent_chunks
+    analysed = total * chunk / SR
+    return (voiced / total if total else None), analysed, found
 
 
 # --- line quality ----------------------------------------------------------------------------
