@@ -316,3 +316,38 @@ def test_speech_segments_of_one_floor_are_read_together():
     assert flag.type == "refusal_then_continue"
     assert flag.detail["refusal"]["text"] == "no not for me" and flag.detail["refusal"]["start"] == 13
     assert flag.detail["pitch"]["match_start"] >= 17 and flag.detail["pitch"]["start"] == 16
+
+
+# --- round-3 rules: selling talk right after a refusal, acknowledgement as resolution -----------
+
+def test_selling_point_right_after_a_refusal_is_a_repitch_but_a_fix_is_not():
+    base = [C("hi i need to exchange a lamp that arrived broken"), A("ive arranged the exchange"), C("great thanks"),
+            A("would you like to join our rewards club for ten percent off"), C("no thanks")]
+    r = run(*base, A("its free to join and you would also get free delivery"), C("no"))
+    (flag,) = r.flags
+    assert flag.type == "refusal_then_continue" and flag.detail["pitch"]["category"] == "selling_point"
+    # The agent doing what was asked (a resolution) is moving on, even with a price in it.
+    r = run(*base, A("ok ive added the exchange label for five dollars as you asked"), C("ok"))
+    assert flag_types(r) == []
+    # Selling talk counts only in the first agent turn after the refusal (continuation_agent_turns).
+    r = run(*base, A("ok"), C("so when does the courier come"), A("monday and delivery is free"))
+    assert flag_types(r) == []
+
+
+def test_thanks_after_an_answer_marks_the_request_handled_but_not_after_a_hold():
+    answered = run(C("hi i want to know when my contract ends"), A("your contract ends in march"), C("ok thanks"),
+                   A("if you renew now i can give you the new phone for free"))
+    assert "pitch_before_resolution" not in flag_types(answered)
+    assert answered.metrics["resolved_at"]["by"] == "customer"
+    on_hold = run(C("hi i want to know when my contract ends"), A("sure let me check"), C("ok thanks"),
+                  A("if you renew now i can give you the new phone for free"))
+    assert "pitch_before_resolution" in flag_types(on_hold)
+
+
+def test_past_tense_survives_normalization():
+    # spaCy's norm maps "did" to "do"; the conduct stream keeps the spelling so "didnt arrive" stays past.
+    from pipeline.analysis.conduct_text import normalize_texts
+    from pipeline.nlp import load_spacy
+
+    (u,) = normalize_texts(["my bag didnt arrive and I'll pass"], load_spacy())
+    assert u.forms == ["my", "bag", "did", "not", "arrive", "and", "i", "will", "pass"]

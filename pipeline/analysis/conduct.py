@@ -24,7 +24,14 @@ How it reads a call (every phrase list and number is in ``[conduct]`` of config/
 4. The problem is handled at the earliest of: the agent saying it is done ("I've
    refunded...", "you're all set", "anything else I can help with") unless the
    customer's next turn says it is not ("still not working"); the customer confirming
-   ("that worked"); a yes to the agent's checkback.
+   ("that worked"); a yes to the agent's checkback; the customer's thanks after an agent
+   answer that was neither a pitch nor a hold ("let me check").
+5. After a refusal, a pitch in the next ``continue_agent_turns`` agent turns is a
+   re-pitch; in the first ``continuation_agent_turns`` of them, plain selling talk about
+   the offer counts too ("it's free to join and you'd get free delivery"), unless that
+   turn does what the customer asked.
+
+Turns are read as floors: consecutive pipeline segments of one speaker are joined.
 
 The module is pure: no files, no models other than the cached spaCy pipeline.
 """
@@ -57,6 +64,7 @@ class ConductOptions:
     gap_words: int = 4
     offer_context_agent_turns: int = 2
     continue_agent_turns: int = 3
+    continuation_agent_turns: int = 1
     reason_customer_turns: int = 3
     reason_fallback_min_words: int = 4
     high_severity_repitches: int = 2
@@ -79,6 +87,9 @@ class ConductOptions:
     resolved_phrases: tuple[str, ...] = ()
     unresolved_phrases: tuple[str, ...] = ()
     affirmative_phrases: tuple[str, ...] = ()
+    continuation_phrases: tuple[str, ...] = ()
+    acknowledgement_phrases: tuple[str, ...] = ()
+    hold_phrases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("gap_words", "offer_context_agent_turns", "continue_agent_turns", "reason_customer_turns",
@@ -265,6 +276,9 @@ class _CallCues:
     unresolved: list[Cue] = field(default_factory=list)  # customer says not fixed
     affirmatives: list[Cue] = field(default_factory=list)
     outbound: list[Cue] = field(default_factory=list)
+    continuations: list[Cue] = field(default_factory=list)  # selling talk (counts only right after a refusal)
+    acknowledgements: list[Cue] = field(default_factory=list)  # customer "ok thanks"
+    holds: list[Cue] = field(default_factory=list)  # agent "let me check"
 
     def in_turn(self, cues: list[Cue], i: int) -> list[Cue]:
         return [c for c in cues if c.turn == i]
@@ -294,6 +308,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.checkbacks += cues("checkback", i, "checkback_phrases")
             cc.resolutions += cues("resolution", i, "resolution_phrases")
             cc.outbound += cues("outbound", i, "outbound_opening_phrases")
+            cc.continuations += cues("pitch", i, "continuation_phrases", "selling_point")
+            cc.holds += cues("hold", i, "hold_phrases")
             agent_offer[i] = bool(pitch or perm)
             agent_idx.append(i)
             continue
@@ -326,6 +342,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         cc.resolved += cues("resolved", i, "resolved_phrases")
         cc.unresolved += cues("unresolved", i, "unresolved_phrases")
         cc.affirmatives += cues("affirmative", i, "affirmative_phrases")
+        cc.acknowledgements += cues("acknowledgement", i, "acknowledgement_phrases")
     return cc
 
 
@@ -340,6 +357,7 @@ def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
         return None
     first_customer = customer[0]
     outbound = any(c.turn < first_customer for c in cc.outbound)
+    fallback = not outbound and options.reason_fallback_min_words > 0
     for i in customer:
         interest = cc.in_turn(cc.interest, i)
         problem = cc.in_turn(cc.problems, i)
@@ -349,10 +367,8 @@ def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
         if problem:
             return {"kind": "problem", "turn": i, "start": problem[0].start, "end": problem[0].end,
                     "text": turns[i].transcript, "phrase": problem[0].phrase}
-    if outbound or options.reason_fallback_min_words <= 0:
-        return None
-    for i in customer:
-        if len(cc.utts[i].forms) >= options.reason_fallback_min_words and not cc.in_turn(cc.refusals, i):
+        # On an inbound call the customer's first real statement is why they called, phrased or not.
+        if fallback and len(cc.utts[i].forms) >= options.reason_fallback_min_words and not cc.in_turn(cc.refusals, i):
             return {"kind": "statement", "turn": i, "start": turns[i].start, "end": turns[i].end,
                     "text": turns[i].transcript, "phrase": ""}
     return None
@@ -365,7 +381,7 @@ def _next_customer_turn(cc: _CallCues, i: int) -> int | None:
     return None
 
 
-def _resolution(cc: _CallCues, after: float) -> dict | None:
+def _resolution(cc: _CallCues, after: float, reason_turn: int = -1) -> dict | None:
     """Earliest point where the customer's problem was handled (see module docstring)."""
     events: list[tuple[float, dict]] = []
     for c in cc.resolutions:
@@ -376,6 +392,8 @@ def _resolution(cc: _CallCues, after: float) -> dict | None:
             continue  # the customer said it is still broken
         events.append((c.start, {"by": "agent", **c.to_dict()}))
     for c in cc.resolved:
+        if c.turn == reason_turn:
+            continue  # "it's down again" in the complaint itself
         if c.end >= after and not any(u.turn == c.turn and u.start <= c.start for u in cc.unresolved):
             events.append((c.start, {"by": "customer", **c.to_dict()}))
     for c in cc.checkbacks:
@@ -387,6 +405,20 @@ def _resolution(cc: _CallCues, after: float) -> dict | None:
         yes = [a for a in cc.in_turn(cc.affirmatives, nxt)]
         if yes and not cc.in_turn(cc.unresolved, nxt):
             events.append((yes[0].start, {"by": "customer", **yes[0].to_dict()}))
+    for c in cc.acknowledgements:
+        if c.end < after or c.turn <= reason_turn:
+            continue
+        prev = next((k for k in range(c.turn - 1, -1, -1) if cc.turns[k].role == AGENT), None)
+        if prev is None or cc.turns[prev].start < after:
+            continue
+        if cc.in_turn(cc.pitches, prev) or cc.in_turn(cc.permissions, prev):
+            continue  # thanks for a pitch, not for a fix
+        utt = cc.utts[prev]
+        if any(h.last >= len(utt.forms) - 3 for h in cc.in_turn(cc.holds, prev)):
+            continue  # "let me check" -- thanks for looking, not for a fix
+        if cc.in_turn(cc.unresolved, c.turn):
+            continue
+        events.append((c.start, {"by": "customer", **c.to_dict()}))
     if not events:
         return None
     return min(events, key=lambda e: e[0])[1]
@@ -435,6 +467,11 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
             if reopened:
                 break
             pitch = next((p for p in cc.pitches if p.turn == k and id(p) not in used_pitches), None)
+            if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
+                    and not cc.in_turn(cc.resolutions, k):
+                # Right after a "no", selling talk about the offer is a re-pitch even without an
+                # offering phrase ("it comes with a free box"), unless the agent is doing what was asked.
+                pitch = next((p for p in cc.continuations if p.turn == k), None)
             if pitch is not None:
                 used_pitches.add(id(pitch))
                 offer = max((c for c in cc.pitches + cc.permissions if c.start < r.start),
@@ -547,7 +584,8 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     cc = _detect(turns, utts, rules, options, nlp, breaks)
 
     reason = _reason(cc, options)
-    resolution = _resolution(cc, reason["start"]) if reason and reason["kind"] != "inquiry" else None
+    resolution = (_resolution(cc, reason["start"], reason["turn"]) if reason and reason["kind"] != "inquiry"
+                  else None)
     first_pitch = min(cc.pitches, key=lambda c: c.start, default=None)
     flags = _refusal_flags(cc, options)
     pbr = _pbr_flag(cc, reason, resolution, first_pitch, options)

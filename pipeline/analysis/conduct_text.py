@@ -102,7 +102,14 @@ class Utterance:
         return self.spans[i][0], self.spans[j][1]
 
 
+# Pieces spaCy splits off contractions ("can't" -> ca + n't); only these take spaCy's norm,
+# other words keep their own spelling (spaCy normalizes "did" to "do", which loses the tense).
+_CONTRACTION_PIECES = {"ca", "wo", "sha", "gon", "na", "ta", "y'", "'cause", "cos", "cuz", "lemme", "gimme"}
+
+
 def _expand(low: str, norm: str, prev: str, nxt: str, pos: str) -> list[str]:
+    if "'" not in low and low not in _CONTRACTION_PIECES and low not in _SIMPLE:
+        norm = low
     if low in ("s", "'s"):
         if norm == "us":  # let's
             return ["us"]
