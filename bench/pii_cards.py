@@ -2,7 +2,7 @@
 """Card-number redaction: precision/recall on the labelled cases, on spoken cards through ASR,
 and false positives on real calls.
 
-    .venv/bin/python bench/pii_cards.py [--no-asr] [--eval-dir ../shared/eval-data]
+    .venv/bin/python bench/pii_cards.py [--no-asr] [--repeat 3] [--verbose] [--eval-dir ../shared/eval-data]
 
 1. Written cases (tests/pii_cases/cards.jsonl, >= 40, labelled card / number / none): precision and
    recall of ``[CARD]`` with the default config, recall on complete cards, cases where any card digit
@@ -129,7 +129,7 @@ SPOKEN_CARDS = [("4556737586899855", "digits", "en-us+f3"), ("4111111111111111",
                 ("2223003122003222", "fillers", "en-us+f3"), ("6200000000000005", "digits", "en-gb+m2")]
 
 
-def spoken_through_asr(tmp: Path) -> None:
+def spoken_through_asr(tmp: Path, repeat: int = 1) -> None:
     spec = importlib.util.spec_from_file_location("make_pii_call", ROOT / "audio_fixtures" / "pii" / "make_pii_call.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
@@ -142,8 +142,10 @@ def spoken_through_asr(tmp: Path) -> None:
 
     redacted = leaked = asr_complete = audio_clean = 0
     t0 = time.perf_counter()
-    print(f"## spoken through ASR ({config.asr.model} model): {len(SPOKEN_CARDS)} calls")
-    for k, (card, style, voice) in enumerate(SPOKEN_CARDS):
+    print(f"## spoken through ASR ({config.asr.model} model): {len(SPOKEN_CARDS)} calls x {repeat} run(s)")
+    # faster-whisper falls back to temperature sampling on repetitive digit strings, so the transcript of
+    # the same audio differs between runs: --repeat measures over several runs.
+    for k, (card, style, voice) in [(k, c) for _ in range(repeat) for k, c in enumerate(SPOKEN_CARDS)]:
         split = k % 3 == 2  # every third caller reads the card over two turns, the agent saying "okay" between
         said = STYLES[style](card)
         parts = [said] if not split else [STYLES[style](card[:8]), STYLES[style](card[8:])]
@@ -205,7 +207,7 @@ def spoken_through_asr(tmp: Path) -> None:
                                               for w in seg.get("words") or []])
             print(f"      card span {card_span[0]:.2f}-{card_span[1]:.2f}; redacted spans",
                   [(s['type'], s['start'], s['end']) for s in rec['metrics']['pii']['spans']])
-    n = len(SPOKEN_CARDS)
+    n = len(SPOKEN_CARDS) * repeat
     print(f"spoken cards redacted over their span: {redacted}/{n}  with a digit left in the text: {leaked}/{n}  "
           f"(ASR got every digit right in {asr_complete}/{n}; the rest are [NUMBER]) "
           f"{(time.perf_counter() - t0) / n:.1f} s/call incl. 2 analyses")
@@ -254,6 +256,7 @@ def real_calls(eval_dir: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-asr", action="store_true", help="skip the spoken-through-ASR part")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of the spoken part (ASR output varies per run)")
     ap.add_argument("--verbose", action="store_true", help="print the raw ASR text of the spoken calls")
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval-data")
     args = ap.parse_args()
@@ -262,7 +265,7 @@ def main() -> None:
     written_cases()
     if not args.no_asr:
         with tempfile.TemporaryDirectory() as tmp:
-            spoken_through_asr(Path(tmp))
+            spoken_through_asr(Path(tmp), repeat=args.repeat)
     real_calls(args.eval_dir)
 
 

@@ -307,3 +307,40 @@ def test_redacted_record_validates_and_round_trips():
     bad["metrics"]["pii"]["spans"][0]["text"] = "4111"  # raw text in a span breaks the contract
     with pytest.raises(Exception):
         validate_record(bad)
+
+
+# ---------------------------------------------------------------- what tiny.en really writes for read-out cards
+
+
+@pytest.mark.parametrize("asr_text", [
+    "5 -1 -O -5, 1 -O -5, 1 -O -5, 1 -O -5, 1 -O -O.",  # hyphen-glued digits, "O" for zero
+    "41 ,111 ,111 ,111 ,111 ,111 ,111 ,111",  # comma-glued groups, regrouped by the ASR
+    "Four niera 1 ,2 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,1 ,8 ,8 ,1",  # a misheard word splits off the first digit
+    "five one all five one all five one. okay. five one all five one all five one all",  # "oh" heard as "all"
+    "Question to, zero, zero, zero, zero 0. No. Zero, zero, zero, zero, zero, zero, zero, zero, five.",
+])
+def test_asr_renderings_of_a_read_card_leave_no_digit(asr_text):
+    red, res = redact_timeline(call(("agent", "Can I have the card number please?"), ("customer", asr_text)),
+                               PiiOptions())
+    left = re.sub(r"\[[A-Z]+\]", "", red.turns[1].transcript)
+    assert not re.search(r"\d", left) and not NUMBER_WORDS.search(left), red.turns[1].transcript
+    assert res.metrics["counts"]["card"] + res.metrics["counts"]["number"] >= 1
+
+
+def test_a_stray_number_after_a_card_keeps_the_card_a_card():
+    red, res = redact_timeline(call(("customer", "my card is 4111 1111 1111 1111 and I have 2 kids")), PiiOptions())
+    assert red.turns[0].transcript == "my card is [CARD] and I have 2 kids"
+
+
+def test_span_reaches_the_turn_edge_and_silent_gaps():
+    tl = call(("agent", "Card number?"), ("customer", "it is 4111 1111 1111 1111"))
+    last = tl.turns[1]
+    from dataclasses import replace
+
+    longer = replace(last, end=last.end + 1.2)  # speech measured past the last word's ASR end time
+    tl = Timeline(tl.duration + 2, tl.speakers, (tl.turns[0], longer))
+    _, res = redact_timeline(tl, PiiOptions())
+    s = spans(res, "card")[0]
+    assert s["end"] == pytest.approx(longer.end, abs=1e-3)
+    words = longer.words
+    assert words[1].end - 1e-3 <= s["start"] <= words[2].start  # into the gap before "4111", not over "is"
