@@ -26,6 +26,8 @@ from .keys import config_hashes
 
 log = logging.getLogger("pipeline")
 
+PARALLEL_FROM = 400  # calls; below this, starting worker processes costs more than it saves
+
 # Flag types computed from audio (or raw text) that reanalyze cannot recompute without it.
 AUDIO_FLAG_TYPES = {
     "noise": {"noisy_background", "poor_line_quality", "background_speech", "low_snr", "clipping"},
@@ -75,13 +77,27 @@ def _write_record_file(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(record, indent=2, ensure_ascii=False))
+        f.write(json.dumps(record, ensure_ascii=False))  # compact: the C encoder, ~10x faster than indent
     os.replace(tmp, path)
 
 
-def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | None = None,
+def _reanalyze_json(args: tuple[str, Any, str | None]) -> str:
+    """Worker side: one stored record (JSON text) -> the re-analysed record (JSON text)."""
+    text, config, config_hash = args
+    return json.dumps(reanalyze_record(json.loads(text), config, config_hash=config_hash), ensure_ascii=False)
+
+
+def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | None = None, workers: int = 0,
                     chunk: int = 500, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Re-run the analyses of every ok call in ``out_dir/callqa.db`` (or only ``call_ids``)."""
+    """Re-run the analyses of every ok call in ``out_dir/callqa.db`` (or only ``call_ids``).
+
+    ``workers``: processes for the analyses (0 = one per core when there are more than
+    ``PARALLEL_FROM`` calls; each process pays the analyses' start-up once, a few seconds).
+    The database is written by this process only.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
     from .writer import DB_NAME, Writer
 
     out_dir = Path(out_dir)
@@ -92,11 +108,15 @@ def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | N
     conn = writer.conn
     _, analysis_hash = config_hashes(config)
     config_hash = getattr(config, "hash", None)  # hashing the config per call would cost more than the analyses
+    pool = None
     try:
         if call_ids:
             ids = list(call_ids)
         else:
             ids = [r[0] for r in conn.execute("SELECT call_id FROM calls WHERE status='ok' ORDER BY rowid")]
+        n_proc = workers or (os.cpu_count() or 1 if len(ids) > PARALLEL_FROM else 1)
+        if n_proc > 1:
+            pool = ProcessPoolExecutor(max_workers=n_proc, mp_context=mp.get_context("spawn"))
         flags_before = flags_after = changed = 0
         by_type_before: dict[str, int] = {}
         by_type_after: dict[str, int] = {}
@@ -105,10 +125,15 @@ def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | N
             marks = ",".join("?" * len(part))
             rows = conn.execute(f"SELECT call_id, record_json, run_id, work_key FROM calls WHERE call_id IN ({marks})"
                                 " AND status='ok'", part).fetchall()
+            jobs = [(row["record_json"], config, config_hash) for row in rows]
+            if pool is not None:
+                texts = list(pool.map(_reanalyze_json, jobs, chunksize=max(1, len(jobs) // (4 * n_proc))))
+            else:
+                texts = [_reanalyze_json(j) for j in jobs]
             new = []
-            for row in rows:
+            for row, text in zip(rows, texts):
                 old = json.loads(row["record_json"])
-                rec = reanalyze_record(old, config, config_hash=config_hash)
+                rec = json.loads(text)
                 for f in old.get("flags") or []:
                     by_type_before[f["type"]] = by_type_before.get(f["type"], 0) + 1
                 for f in rec.get("flags") or []:
@@ -130,6 +155,8 @@ def reanalyze_store(out_dir: str | Path, *, config: Any, call_ids: list[str] | N
         writer.rebuild_jsonl()
         return {"calls": len(ids), "changed": changed, "flags_before": flags_before, "flags_after": flags_after,
                 "flags_by_type_before": by_type_before, "flags_by_type_after": by_type_after,
-                "analysis_hash": analysis_hash, "wall_s": round(time.perf_counter() - t0, 3)}
+                "analysis_hash": analysis_hash, "processes": n_proc, "wall_s": round(time.perf_counter() - t0, 3)}
     finally:
+        if pool is not None:
+            pool.shutdown()
         writer.close()
