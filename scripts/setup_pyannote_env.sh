@@ -19,7 +19,7 @@ fi
 # instead of resolving to the newest release.
 "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1"
 "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" "pyannote.audio==4.0.7" \
-    "pytest==9.2.0" "av==18.1.0" "webrtcvad==2.0.10" "setuptools<81" "PyYAML"
+    "pytest==9.2.0" "av==18.1.0" "webrtcvad==2.0.10" "setuptools<81" "PyYAML==6.0.3"
 # callqa itself without its full dependency set: the backend and its test need numpy,
 # pyannote.audio, and av/webrtcvad for decoding and VAD, installed above.
 # Not fatal: run from the repository root (python -m pytest ...), `pipeline` imports without it.
