@@ -41,6 +41,7 @@ codes and SSNs). Every type is detected; only the configured ones are replaced.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from dataclasses import dataclass, field, replace
@@ -361,21 +362,28 @@ class _Detector:
         for lst in self.turn_toks:
             lst.sort(key=lambda i: toks[i].word)
         self.keywords = _mark_keywords(toks, self.turn_toks)
+        self.kw_times = [time for _, time, _ in self.keywords]
         self.hits: list[_Hit] = []
+
+    def _kw(self, t0: float, t1: float, *, right_open: bool = False) -> list[tuple[str, float, int]]:
+        """Keyword hits with t0 <= time <= t1 (< t1 when ``right_open``), time-ordered (bisect: long calls)."""
+        lo = bisect.bisect_left(self.kw_times, t0)
+        hi = bisect.bisect_left(self.kw_times, t1) if right_open else bisect.bisect_right(self.kw_times, t1)
+        return self.keywords[lo:hi]
 
     # ---- context
     def _context(self, start: float, end: float, exclude: set[int]) -> tuple[str | None, set[str]]:
         """(topic of the nearest keyword before ``start`` - or after ``end`` if none before, topics in window)."""
-        before = [(t, time) for t, time, i in self.keywords
-                  if start - self.o.context_before_s <= time < start and i not in exclude and t != LAST4]
-        after = [(t, time) for t, time, i in self.keywords
-                 if end <= time <= end + self.o.context_after_s and i not in exclude and t != LAST4]
+        before = [(t, time) for t, time, i in self._kw(start - self.o.context_before_s, start, right_open=True)
+                  if i not in exclude and t != LAST4]
+        after = [(t, time) for t, time, i in self._kw(end, end + self.o.context_after_s)
+                 if i not in exclude and t != LAST4]
         topics = {t for t, _ in before} | {t for t, _ in after}
         nearest = before[-1][0] if before else (after[0][0] if after else None)
         return nearest, topics
 
     def _last4_before(self, start: float) -> bool:
-        near = [(t, time) for t, time, _ in self.keywords if start - 6.0 <= time < start]
+        near = [(t, time) for t, time, _ in self._kw(start - 6.0, start, right_open=True)]
         return bool(near) and near[-1][0] == LAST4
 
     # ---- numeric runs
@@ -425,7 +433,6 @@ class _Detector:
         streams: dict[str, list[int]] = {}
         for t in self.toks:
             streams.setdefault(t.speaker, []).append(t.i)
-        kw_times = [(time, topic) for topic, time, _ in self.keywords]
         for speaker, stream in streams.items():
             cur: list[_Unit] = []
             unknown = 0  # words since the last unit that are neither joiners nor digits
@@ -446,7 +453,7 @@ class _Detector:
                 if cur:
                     gap_ok = unit.start - cur[-1].end <= self.o.digit_gap_s
                     # Another speaker naming a topic in between ("and the expiry?") ends the number.
-                    topic_between = any(cur[-1].end <= time <= unit.start for time, _ in kw_times)
+                    topic_between = bool(self._kw(cur[-1].end, unit.start))
                     if not gap_ok or topic_between:
                         runs.append(_Run(speaker, cur))
                         cur = []
@@ -470,7 +477,7 @@ class _Detector:
                 for j in range(i + 1, min(i + 5, len(rs))):
                     if rs[j].start - rs[j - 1].end > self.o.rejoin_gap_s:
                         break
-                    between = {t for t, time, _ in self.keywords if rs[j - 1].end <= time <= rs[j].start}
+                    between = {t for t, _, _ in self._kw(rs[j - 1].end, rs[j].start)}
                     if between - {CARD, LAST4}:
                         break
                     units += rs[j].units
@@ -745,7 +752,11 @@ class _Detector:
             stream.setdefault(t.speaker, []).append(t.i)
         pos = {i: (spk, k) for spk, lst in stream.items() for k, i in enumerate(lst)}
         for h in [h for h in self.hits if h.type in ("card", "number")]:
+            h_start = min(self.toks[i].start for i in h.toks)
+            h_end = max(self.toks[i].end for i in h.toks)
             for r in runs:
+                if r.start > h_end + 2.0 or r.end < h_start - 2.0:
+                    continue
                 toks = r.toks
                 if len(r.digits) > 4 or any(i in claimed for i in toks) or r.speaker != self.toks[min(h.toks)].speaker:
                     continue
