@@ -40,11 +40,16 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def load_cli_config(config_file: Optional[Path], *, model: Optional[str] = None) -> Config:
+def load_cli_config(config_file: Optional[Path], *, model: Optional[str] = None,
+                    diarization: Optional[dict] = None) -> Config:
     """Config from defaults + file + flags; a bad config exits with code 2 and says why."""
-    overrides = {"asr": {"model": model}} if model else None
+    overrides: dict = {}
+    if model:
+        overrides["asr"] = {"model": model}
+    if diarization:
+        overrides["diarization"] = diarization
     try:
-        return load_config(config_file, overrides=overrides)
+        return load_config(config_file, overrides=overrides or None)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE)
@@ -140,13 +145,18 @@ def analyze(
     channels: Optional[str] = typer.Option(None, "--channels", help="Which channel is the agent: agent=left|right."),
     model: Optional[str] = typer.Option(None, "--model", help="Whisper model: a CTranslate2 folder or a name."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes (one model each); one per core is fastest."),
+    num_speakers: Optional[int] = typer.Option(None, "--num-speakers", min=1, help="Mono calls: exactly this many speakers."),
+    min_speakers: Optional[int] = typer.Option(None, "--min-speakers", min=1, help="Mono calls: at least this many speakers."),
+    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=1, help="Mono calls: at most this many speakers."),
     redact_audio: bool = typer.Option(False, "--redact-audio", help="Also write calls/<id>/redacted.<ext> with PII spans masked."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each stage."),
 ) -> None:
     """Analyse recordings: one record per input in OUT/records.jsonl (failures included as error records)."""
     _setup_logging(verbose)
-    config = load_cli_config(config_file, model=model)
+    speakers = {k: v for k, v in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
+                                  ("max_speakers", max_speakers)) if v is not None}
+    config = load_cli_config(config_file, model=model, diarization=speakers)
     if channels is not None:
         from .roles import parse_channel_map
 

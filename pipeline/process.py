@@ -23,7 +23,7 @@ from .analysis.talk import analyze_talk
 from .asr import SAMPLE_RATE, Transcriber
 from .audio import AudioError, load_audio, probe_source
 from .config import Config
-from .diarize import diarize_mono
+from .diarize import backend_version, diarize_mono
 from .diarize.assign import words_to_turns
 from .record import AnalysisResult, CallRecord, Flag, error_record
 from .roles import assign_roles, parse_channel_map
@@ -145,7 +145,8 @@ def analyze_file(path: str | Path, *, config: Config, call_id: str | None = None
         )
         record.provenance = provenance({
             "models": {"asr": models.transcriber.provenance(), "vad": config.vad.backend,
-                       "diarization": "channels" if audio.channels == 2 else config.diarization.mono_backend},
+                       "diarization": "one speaker per channel" if audio.channels == 2
+                       else backend_version(config.diarization)},
             "warnings": list(audio.warnings),
             "channel_map": channel_map,
         })
