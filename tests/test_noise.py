@@ -23,8 +23,6 @@ from pipeline.record import SourceInfo, record_schema
 from pipeline.timeline import Speaker, Timeline
 from pipeline.vad import detect_speech
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is needed to build the test calls")
-
 SR = 16000
 AGENT_CH, CUSTOMER_CH = 0, 1
 AGENT_LINES = [
@@ -74,6 +72,8 @@ def active_power(x: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is needed to build the test calls")
     tmp = str(tmp_path_factory.mktemp("espeak"))
     return {
         "agent": [speak(t, "en-us+m3", tmp) for t in AGENT_LINES],
