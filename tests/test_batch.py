@@ -174,6 +174,7 @@ def test_cli_batch_export_stats_on_fakes(tmp_path):
     assert p.returncode == 2 and "not found" in p.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_or_duplicates_a_call(tmp_path):
     """kill -9 the batch (parent only) at random moments, five times; the sixth run completes."""
     import random
