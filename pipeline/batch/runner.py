@@ -11,6 +11,7 @@ an error record and the batch goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -129,8 +130,6 @@ def plan_batch(items: list[WorkItem], writer: Writer, *, frontend_hash: str, ana
     plan = Plan(unreadable=bad)
     rows = {r["call_id"]: r for r in writer.conn.execute(
         "SELECT call_id, work_key, status, error_kind, analysis_hash, metadata_json FROM calls")}
-    import json
-
     for it in items:
         sha = shas.get(it.call_id)
         if sha is None:
