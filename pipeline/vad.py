@@ -137,9 +137,12 @@ def detect_speech(samples: np.ndarray, sample_rate: int, options: VadOptions) ->
     out = []
     for c in range(n_ch):
         accepted = decisions[c] & ~leaks[c]
+        speech = _regions(accepted, options, duration)
+        if leaks[c].any():
+            speech = _drop_leak_regions(speech, accepted, leaks[c])
         out.append(ChannelActivity(
             channel=c,
-            speech=_regions(accepted, options, duration),
+            speech=speech,
             leak=_regions(leaks[c] & ~accepted, options, duration) if leaks[c].any() else [],
             frame_db=levels[c],
             speech_frames=accepted,
@@ -150,21 +153,50 @@ def detect_speech(samples: np.ndarray, sample_rate: int, options: VadOptions) ->
 
 
 def _crosstalk(levels: list[np.ndarray], decisions: list[np.ndarray], options: VadOptions) -> list[np.ndarray]:
-    """Frames of each leg that are the other leg leaking in."""
+    """Frames of each leg that are the other leg leaking in (hybrid echo, headset bleed).
+
+    The leak path is measured per call: while only the other leg talks loudly, how
+    loud is this leg, relative to it? A frame is leak when the other leg was talking
+    within the echo delay and this leg is no louder than that path predicts (or far
+    quieter than the other leg, or than its own speech). An echo arrives late, so the
+    other leg's level is its loudest over the last ``_ECHO_FRAMES`` frames.
+    """
     n = min(len(levels[0]), len(levels[1]))
-    a_db, b_db = levels[0][:n], levels[1][:n]
-    a_on, b_on = decisions[0][:n], decisions[1][:n]
     out = []
-    for mine_db, other_db, mine_on, other_on in ((a_db, b_db, a_on, b_on), (b_db, a_db, b_on, a_on)):
+    for mine, other in ((0, 1), (1, 0)):
+        mine_db, mine_on = levels[mine][:n], decisions[mine][:n]
+        other_db = np.where(decisions[other][:n], levels[other][:n], -100.0)
+        recent = other_db.copy()
+        for k in range(1, _ECHO_FRAMES + 1):
+            np.maximum(recent[k:], other_db[:-k], out=recent[k:])
+        other_on = recent > -100.0
+        loud = decisions[other][:n] & (other_db >= np.median(other_db[decisions[other][:n]]) if other_on.any() else False)
+        path_db = float(np.median(mine_db[loud] - recent[loud])) if np.sum(loud) >= 20 else -60.0
+        if path_db > _MAX_LEAK_PATH_DB:  # this leg is as loud as the other: both are talking, not leaking
+            path_db = -60.0
         solo = mine_on & ~other_on
         own_level = float(np.median(mine_db[solo])) if solo.sum() >= 10 else float(np.max(mine_db, initial=-100.0))
-        louder_other = other_on & (other_db > mine_db)
-        leak = mine_on & louder_other & (
-            (mine_db < other_db - options.leak_margin_db)
-            | ((mine_db < own_level - options.leak_relative_db) & (mine_db < other_db - 6.0))
+        leak = mine_on & other_on & (
+            (mine_db < recent - options.leak_margin_db)
+            | (mine_db < recent + path_db + _LEAK_PATH_TOLERANCE_DB)
+            | ((mine_db < own_level - options.leak_relative_db) & (mine_db < recent - 6.0))
         )
-        full = np.zeros(len(mine_on) if len(mine_on) > n else n, dtype=bool)
+        full = np.zeros(len(decisions[mine]), dtype=bool)
         full[:n] = leak
-        out.append(full[: len(mine_on)] if len(mine_on) >= n else full)
-    # pad to each channel's own frame count
-    return [np.pad(out[i], (0, max(0, len(decisions[i]) - len(out[i]))))[: len(decisions[i])] for i in range(2)]
+        out.append(full)
+    return out
+
+
+_ECHO_FRAMES = 5  # 150 ms: line echo and acoustic bleed arrive within this
+_LEAK_PATH_TOLERANCE_DB = 6.0  # a frame within this of the measured leak path is the leak, not speech
+_MAX_LEAK_PATH_DB = -9.0  # a "leak" louder than this is the leg's own talk (double talk), not a leak
+
+
+def _drop_leak_regions(regions: list[Interval], accepted: np.ndarray, leak: np.ndarray) -> list[Interval]:
+    """A region that is mostly leak frames (stray frames joined by merging/padding) is not speech."""
+    kept = []
+    for iv in regions:
+        a, b = int(iv.start / FRAME_S), int(np.ceil(iv.end / FRAME_S))
+        if leak[a:b].sum() <= accepted[a:b].sum():
+            kept.append(iv)
+    return kept

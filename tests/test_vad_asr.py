@@ -36,10 +36,12 @@ def test_speech_found_on_each_leg_where_the_script_has_it(stereo_call):
         assert covered(act[1 - ch].speech, utt["start"], utt["end"]) < 0.1, utt["text"]
 
 
-def test_leak_of_the_other_leg_at_minus_20_db_is_not_speech(stereo_call):
-    """The customer's leg also carries the agent at -20 dB (hybrid echo): that is not customer speech."""
+@pytest.mark.parametrize("leak_db,delay_ms", [(-20, 0), (-12, 0), (-20, 40), (-20, 120), (-26, 120)])
+def test_leak_of_the_other_leg_is_not_speech(stereo_call, leak_db, delay_ms):
+    """The customer's leg also carries the agent (hybrid echo, bleed), maybe delayed: not customer speech."""
     leaky = stereo_call.copy()
-    leaky[1] += leaky[0] * 10 ** (-20 / 20)
+    d = int(delay_ms * 16)
+    leaky[1, d:] += leaky[0, : leaky.shape[1] - d] * 10 ** (leak_db / 20)
     clean_act = detect_speech(stereo_call, 16000, OPTS)
     act = detect_speech(leaky, 16000, OPTS)
     agent_only = [iv for iv in clean_act[0].speech if covered(clean_act[1].speech, iv.start, iv.end) == 0]
