@@ -318,6 +318,7 @@ def test_redacted_record_validates_and_round_trips():
     "Four niera 1 ,2 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,8 ,1 ,8 ,8 ,1",  # a misheard word splits off the first digit
     "five one all five one all five one. okay. five one all five one all five one all",  # "oh" heard as "all"
     "Question to, zero, zero, zero, zero 0. No. Zero, zero, zero, zero, zero, zero, zero, zero, five.",
+    "five one, all the five. one all, five one. okay. five one all the five one and all, five one all",
 ])
 def test_asr_renderings_of_a_read_card_leave_no_digit(asr_text):
     red, res = redact_timeline(call(("agent", "Can I have the card number please?"), ("customer", asr_text)),

@@ -773,10 +773,33 @@ class _Detector:
                 h.toks.update(between)
                 claimed.update(toks)
 
+    def _short_clusters(self, runs: list[_Run]) -> None:
+        """Right after card talk, digit groups the ASR broke into short pieces ("five one, all. five one")
+        that together hold 6+ digits are a card read in part: [NUMBER]."""
+        claimed = {i for h in self.hits for i in h.toks}
+        by_speaker: dict[str, list[_Run]] = {}
+        for r in runs:
+            if len(r.digits) <= 5 and not any(i in claimed for i in r.toks):
+                by_speaker.setdefault(r.speaker, []).append(r)
+        for rs in by_speaker.values():
+            rs.sort(key=lambda r: r.start)
+            group: list[_Run] = []
+            for r in rs + [None]:
+                if r is not None and group and r.start - group[-1].end <= self.o.digit_gap_s \
+                        and not self._kw(group[-1].end, r.start):
+                    group.append(r)
+                    continue
+                if sum(len(g.digits) for g in group) >= 6:
+                    nearest, _ = self._context(group[0].start, group[-1].end, {i for g in group for i in g.toks})
+                    if nearest == CARD and not self._last4_before(group[0].start):
+                        self._add("number", [i for g in group for i in g.toks])
+                group = [r] if r is not None else []
+
     def detect(self, turn_words: list[tuple[Word, ...]], wanted: set[str]) -> list[_Hit]:
         runs = self._runs()
         for run in runs:
             self._classify(run)
+        self._short_clusters(runs)
         self._absorb_strays(runs)
         self._dates()
         if "email" in wanted:
