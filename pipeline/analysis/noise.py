@@ -291,15 +291,12 @@ def _score_bak(channels: list[_Channel], duration: float, options: NoiseOptions)
         groups.append(shared)
     windows, owners = [], []
     for group in groups:
-        if len(group) == 1:
-            x, speech = group[0].x, group[0].speech
-        else:
-            n = min(len(c.x) for c in group)
-            x = np.sum([c.x[:n] for c in group], axis=0)
-            m = min(len(c.speech) for c in group)
-            speech = np.any([c.speech[:m] for c in group], axis=0)
+        m = min(len(c.speech) for c in group)
+        speech = np.any([c.speech[:m] for c in group], axis=0)
         for start in dnsmos.pick_windows(speech, nf.FRAME_S, duration, count):
-            windows.append(dnsmos.window_audio(x, start))
+            # mix only the window, never whole legs: a long call is not copied
+            mix = np.sum([dnsmos.window_audio(c.x, start) for c in group], axis=0)
+            windows.append(np.clip(mix, -1.0, 1.0).astype(np.float32))
             owners.append((group, start))
     if not windows:
         return
@@ -571,7 +568,7 @@ def _mono_flags(ch: _Channel, overall: dict, sides: dict, role_masks: dict, opti
 
 def _clipped_stretch(ch: _Channel, speech: np.ndarray, duration: float) -> tuple[float, float]:
     """Start/end of the 10 s block with the most clipped samples."""
-    peak = float(np.max(np.abs(ch.x))) if len(ch.x) else 0.0
+    peak = max(float(ch.x.max()), -float(ch.x.min())) if len(ch.x) else 0.0  # no |x| copy of a long call
     block = 10 * nf.SR
     counts = [int((np.abs(ch.x[i : i + block]) >= 0.97 * peak).sum()) for i in range(0, len(ch.x), block)]
     k = int(np.argmax(counts)) if counts else 0
