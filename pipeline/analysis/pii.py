@@ -58,6 +58,8 @@ _PRIORITY = {t: i for i, t in enumerate(("card", "cvv", "expiry", "ssn", "number
 PLACEHOLDERS = {t: f"[{t.upper()}]" for t in PII_TYPES}
 AUDIO_MODES = ("tone", "silence")
 _SPAN_REACH_S = 0.5
+_DIGIT_REACH_S = 3.0
+_DIGIT_TYPES = {"card", "number", "cvv", "expiry", "ssn", "phone"}
 
 
 @dataclass(frozen=True)
@@ -512,6 +514,8 @@ class _Detector:
                 # unless the card was talked about.
                 if nearest in (None, CARD, CVV, EXPIRY) or card_talk:
                     self._add("card", run.toks)
+                elif nearest in (PHONE, SSN, DOB, ADDRESS):
+                    self._small(run, nearest, topics, n)
                 return
             if card_talk and nearest != NONCARD and nearest not in (PHONE, SSN, DOB):
                 # "4111 1111 1111 1111 and 2 ..." - the card plus a stray number: keep the card a card.
@@ -540,9 +544,11 @@ class _Detector:
             starts.append(starts[-1] + len(u.digits))
         best = None
         for a in range(len(units)):
-            for b in range(len(units), a, -1):
+            for b in range(a + 1, len(units) + 1):
                 length = starts[b] - starts[a]
-                if min_len <= length <= 19 and luhn_ok("".join(u.digits for u in units[a:b])):
+                if length > 19:
+                    break
+                if length >= min_len and luhn_ok("".join(u.digits for u in units[a:b])):
                     score = (length in (15, 16), -a, length)
                     if best is None or score > best[0]:
                         best = (score, a, b)
@@ -923,7 +929,8 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
     their times (fillers between the digit groups included). ``metrics``: ``types``
     (redacted), ``counts`` by type (detections, not words), ``total``, ``raw_text_kept`` and
     ``spans: [{type, role, speaker, channel?, start, end}]`` - one per placeholder, no raw text;
-    a span also covers the silent gaps next to its words (up to 0.5 s), or reaches the turn's edge
+    a span also covers the silent gaps next to its words (up to 0.5 s; 3 s for spoken-number types,
+    where digits the ASR dropped sit in those gaps), or reaches the turn's edge
     when the words open or close the turn, because ASR word times clip the audio of a word.
     With ``keep_raw_text`` the spans are reported but the text is left as it is.
     """
@@ -976,12 +983,15 @@ def redact_timeline(timeline: Timeline, options: PiiOptions) -> tuple[Timeline, 
             # The span reaches into the silent gaps around the words (up to _SPAN_REACH_S), and to the turn's
             # edge when the words open or close the turn (turn edges are measured speech, word times are not):
             # ASR word times clip onsets and tails, and a masked gap costs nothing while an audible digit leaks.
+            # Digits the ASR did not write (a dropped "eight") sit in that gap too, so spoken-number types reach
+            # the whole gap up to the neighbouring word (at most _DIGIT_REACH_S).
+            reach = _DIGIT_REACH_S if hits[h].type in _DIGIT_TYPES else _SPAN_REACH_S
             if first > 0:
-                start = max(ph.start - _SPAN_REACH_S, min(ph.start, words[first - 1].end))
+                start = max(ph.start - reach, min(ph.start, words[first - 1].end))
             else:
                 start = min(ph.start, turn.start)
             if wi < len(words):
-                end = min(ph.end + _SPAN_REACH_S, max(ph.end, words[wi].start))
+                end = min(ph.end + reach, max(ph.end, words[wi].start))
             else:
                 end = max(ph.end, turn.end)
             span = {"type": hits[h].type, "role": turn.role, "speaker": turn.speaker,
