@@ -285,7 +285,7 @@ def test_redacted_text_without_matching_words_still_gets_times():
 
 
 def test_a_long_call_is_cheap():
-    turns = [t for c in load_corpus() for t in c.turns]  # ~470 turns, ~4300 words (~25 min of talk)
+    turns = [t for c in load_corpus() for t in c.turns][:600]  # ~600 turns, ~4500 words (~30 min of talk)
     tl = timeline_from_turns(turns)
     analyze_conduct(timeline_from_turns(turns[:4]), OPTS)  # load spaCy and compile phrases once
     t0 = time.perf_counter()
@@ -351,3 +351,41 @@ def test_past_tense_survives_normalization():
 
     (u,) = normalize_texts(["my bag didnt arrive and I'll pass"], load_spacy())
     assert u.forms == ["my", "bag", "did", "not", "arrive", "and", "i", "will", "pass"]
+
+
+# --- round-5 rules: respect vs. continuing, implicit refusals, inflections ------------------------
+
+def test_a_reply_that_does_not_move_on_after_a_refusal_is_continuing():
+    base = [C("whats my gate"), A("gate twelve"), C("thanks"),
+            A("would you like to upgrade to first class for ninety dollars"), C("no thanks")]
+    r = run(*base, A("it is a long flight and you would have a seat that lies flat"), C("no"))
+    (flag,) = r.flags
+    assert flag.type == "refusal_then_continue" and flag.detail["pitch"]["category"] in ("continued", "selling_point")
+    # An acknowledgement or a close moves on...
+    assert flag_types(run(*base, A("no problem have a good flight"), C("thanks"))) == []
+    # ...unless a contrast follows it.
+    r = run(*base, A("no problem just so you know it is usually much more expensive at the gate"), C("no"))
+    assert flag_types(r) == ["refusal_then_continue"]
+
+
+def test_a_reply_that_neither_accepts_nor_asks_declines_the_offer():
+    r = run(C("hi can you check my speed"), A("you are getting the full hundred megs"), C("good thanks"),
+            A("would you like to upgrade to our five hundred meg plan"), C("a hundred is plenty for us"),
+            A("i could do it for the same price for six months"))
+    assert r.metrics["refusals"][0]["kind"] == "implicit"
+    assert flag_types(r) == ["refusal_then_continue"]
+    # A question about the offer is interest, not a decline.
+    r = run(C("hi can you check my speed"), A("you are getting the full hundred megs"), C("good thanks"),
+            A("would you like to upgrade to our five hundred meg plan"), C("how much would that be"),
+            A("it would be ten dollars more a month"))
+    assert r.metrics["counts"]["refusals"] == 0 and flag_types(r) == []
+
+
+def test_phrase_words_match_their_inflections():
+    import dataclasses as dc
+
+    turns = [C("hi my internet is not working"), A("honestly the best fix is moving you to our fibre package"),
+             C("ok"), A("ive fixed the line")]
+    assert "pitch_before_resolution" in flag_types(run(*turns))
+    strict = dc.replace(OPTS, inflect_words=False, soft_offer_is_pitch=False)
+    assert "pitch_before_resolution" not in flag_types(run(*turns, options=strict))

@@ -57,7 +57,7 @@ _NUM_WORDS = ("zero one two three four five six seven eight nine ten eleven twel
               "half").split()
 _NUM_RE = r"(?:\d[\d.,]*|" + "|".join(_NUM_WORDS) + r")"
 _CURRENCY = r"(?:dollars?|bucks|pounds?|quid|euros?|cents?|percent|grand|points)"
-_PERIOD = r"(?:a|per|each|every) (?:month|year|day|week|night|seat|user|visit|line|person)"
+_PERIOD = r"(?:a|per|each|every) (?:month|year|day|week|night|seat|user|visit|line|person|session|class|lesson|hour)"
 _SLOTS_BUILTIN = {
     "number": rf"(?: {_NUM_RE})+",
     # $20 | 20 dollars | twenty nine ninety nine | 45 a month | half price
@@ -219,6 +219,24 @@ class PhraseError(ValueError):
     pass
 
 
+# Function words keep their exact form; content words also match their inflections
+# ("move" = moves, moved, moving), so a phrase need not list every tense.
+_NO_INFLECT = set("""a an the i you we he she it they me us him her them my your our their its this that these those
+is are was were be been am do does did have has had will would can could shall should may might must not no
+and or but if so for to of in on at by with from up off out as than then there here what when where who why how
+all any some each just only also very too get got let""".split())
+
+
+def _inflected(form: str) -> str:
+    if len(form) < 3 or not form.isalpha() or form in _NO_INFLECT:
+        return re.escape(form)
+    stem = form[:-1] if form.endswith("e") else form
+    alts = {form, form + "s", form + "es", form + "d" if form.endswith("e") else form + "ed", stem + "ing"}
+    if form.endswith("y") and len(form) > 3:
+        alts |= {form[:-1] + "ies", form[:-1] + "ied"}
+    return "(?:" + "|".join(sorted(map(re.escape, alts), key=len, reverse=True)) + ")"
+
+
 @dataclass(frozen=True)
 class Phrase:
     source: str  # as written in config
@@ -239,8 +257,9 @@ class PhraseCompiler:
     """Turns config phrases into regexes over the canonical stream."""
 
     def __init__(self, nlp: Any | None, *, gap_words: int, slots: dict[str, str] | None = None,
-                 fillers: Iterable[str] = ()):
+                 fillers: Iterable[str] = (), inflect: bool = False):
         self.nlp = nlp
+        self.inflect = inflect
         self.gap = max(0, int(gap_words))
         self.slots = dict(_SLOTS_BUILTIN)
         self.slots.update(slots or {})
@@ -261,7 +280,7 @@ class PhraseCompiler:
         forms = self.words(base)
         if not forms:
             return ""
-        parts = [" " + re.escape(f) for f in forms]
+        parts = [" " + (_inflected(f) if self.inflect else re.escape(f)) for f in forms]
         if star:
             parts[-1] += r"\S*"
         return "".join(parts)
