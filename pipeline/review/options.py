@@ -5,7 +5,6 @@ Kept free of web imports so ``pipeline.config`` can compose it cheaply.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -51,7 +50,6 @@ class ReviewOptions:
         return tuple(Path(r).expanduser().resolve() for r in self.recording_roots)
 
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "default.toml"
 
 
 def load_review_options(path: str | Path | None = None, *, overrides: dict | None = None) -> ReviewOptions:
@@ -59,11 +57,13 @@ def load_review_options(path: str | Path | None = None, *, overrides: dict | Non
 
     Read on its own (not through ``load_config``) so the app needs nothing else of the config.
     """
+    from ..config import DEFAULT_CONFIG_PATH, read_toml  # late: config imports this module
+
     data: dict = {}
     if DEFAULT_CONFIG_PATH.is_file():
-        data = dict(_read_toml(DEFAULT_CONFIG_PATH).get("review") or {})
+        data = dict(read_toml(DEFAULT_CONFIG_PATH).get("review") or {})
     if path is not None:
-        data = _merge(data, _read_toml(Path(path)).get("review") or {})
+        data = _merge(data, read_toml(Path(path)).get("review") or {})
     if overrides:
         data = _merge(data, overrides)
     return options_from_dict(data)
@@ -103,14 +103,6 @@ def options_from_dict(data: dict) -> ReviewOptions:
         kw[k] = v
     return ReviewOptions(**kw)
 
-
-def _read_toml(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"config: file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config: {path} is not valid TOML: {e}") from None
 
 
 def _merge(base: dict, top: dict) -> dict:
