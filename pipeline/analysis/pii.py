@@ -728,7 +728,10 @@ class _Detector:
                 if ent.label_ != "PERSON":
                     continue
                 sel = [idxs[wi] for wi, (a, b) in enumerate(offsets[ti]) if a < ent.end_char and b > ent.start_char]
-                if sel:
+                # The small model tags sentence-initial words ("Expiry 04/26") as people: a name has no
+                # keyword, digit or function word in it.
+                if sel and not any(self.toks[i].topic or self.toks[i].norm in _STOP or self.toks[i].norm in _JOINERS
+                                   or any(c.isdigit() for c in self.toks[i].norm) for i in sel):
                     self._add("name", sel)
         # "my name is john smith" in lowercase ASR text, which the small model often misses.
         for idxs in self.turn_toks:
