@@ -39,6 +39,7 @@ from pipeline.timeline import Speaker, Timeline, Turn, Word  # noqa: E402
 
 CASES = ROOT / "tests" / "pii_cases" / "cards.jsonl"
 VERBOSE = False
+NO_ASR = False
 NUM_WORDS = re.compile(r"\b(zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
                        r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
                        r"seventy|eighty|ninety|double|triple)\b", re.I)
@@ -251,6 +252,24 @@ def real_calls(eval_dir: Path) -> None:
             print(f"      {s}")
     print(f"default types on real calls (no payment data in them): {sum(totals_default.values())} redactions "
           f"({ {k: v for k, v in totals_default.items() if v} })")
+    audio = eval_dir / "calls_spokenwoz" / "audio"
+    if audio.is_dir() and not NO_ASR:
+        from pipeline.config import load_config
+        from pipeline.process import analyze_file
+
+        config = load_config()
+        total: dict[str, int] = {}
+        for wav in sorted(audio.glob("*.wav")):
+            rec = analyze_file(wav, config=config.replace(pii=PiiOptions(types=PII_TYPES)),
+                               channel_map="agent=right").to_dict()
+            counts = {k: v for k, v in rec["metrics"]["pii"]["counts"].items() if v}
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+            print(f"  ASR transcript of {wav.stem} (every type on): {counts}")
+            for seg in rec["segments"]:
+                if "[" in seg["text"]:
+                    print(f"      {seg['role']}: {seg['text']}")
+        print(f"ASR transcripts of the real calls, every type on: {total}")
 
 
 def main() -> None:
@@ -260,8 +279,9 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="print the raw ASR text of the spoken calls")
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval-data")
     args = ap.parse_args()
-    global VERBOSE
+    global VERBOSE, NO_ASR
     VERBOSE = args.verbose
+    NO_ASR = args.no_asr
     written_cases()
     if not args.no_asr:
         with tempfile.TemporaryDirectory() as tmp:
