@@ -109,6 +109,9 @@ _MONTHS = {"january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3
 _JOINERS = {"uh", "um", "umm", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm", "uh-huh", "mm-hmm",
             "and", "then", "dash", "hyphen", "space", "comma", "sorry", "again", "okay", "ok", "yeah", "yes",
             "yep", "right", "so", "next", "is", "it's", "its", "that's", "was", "like", "slash", "-", "/", ""}
+_QUANTITIES = {"dollars", "dollar", "cents", "cent", "pounds", "pound", "euros", "euro", "bucks", "percent", "%",
+               "seconds", "minutes", "hours", "days", "weeks", "months", "years", "times", "items", "people",
+               "grand", "thousand", "hundred", "k", "miles", "gigs", "gb", "mb", "pm", "am", "o'clock"}
 _FILLERS = {"uh", "um", "umm", "uhm", "er", "erm", "ah", "eh", "hmm", "hm", "mm", "mhm", "uh-huh", "mm-hmm", ""}
 
 CARD, CVV, EXPIRY, SSN, PHONE, DOB, ADDRESS, EMAIL, NONCARD, LAST4 = (
@@ -786,16 +789,29 @@ class _Detector:
         """Right after card talk, digit groups the ASR broke into short pieces ("five one, all. five one")
         that together hold 6+ digits are a card read in part: [NUMBER]."""
         claimed = {i for h in self.hits for i in h.toks}
+        stream: dict[str, list[int]] = {}
+        for t in self.toks:
+            stream.setdefault(t.speaker, []).append(t.i)
+        pos = {i: k for lst in stream.values() for k, i in enumerate(lst)}
+
+        def amount(r: _Run) -> bool:  # "95 dollars", "$20", "3 times": a quantity, not card digits
+            last = pos[r.toks[-1]]
+            nxt = stream[r.speaker][last + 1] if last + 1 < len(stream[r.speaker]) else None
+            return self.toks[r.toks[0]].raw.strip().startswith("$") or (
+                nxt is not None and self.toks[nxt].norm in _QUANTITIES)
+
         by_speaker: dict[str, list[_Run]] = {}
         for r in runs:
-            if len(r.digits) <= 5 and not any(i in claimed for i in r.toks):
+            if len(r.digits) <= 5 and not any(i in claimed for i in r.toks) and not amount(r):
                 by_speaker.setdefault(r.speaker, []).append(r)
         for rs in by_speaker.values():
             rs.sort(key=lambda r: r.start)
             group: list[_Run] = []
             for r in rs + [None]:
                 if r is not None and group and r.start - group[-1].end <= self.o.digit_gap_s \
-                        and not self._kw(group[-1].end, r.start):
+                        and not self._kw(group[-1].end, r.start) \
+                        and sum(self.toks[i].norm not in _JOINERS
+                                for i in stream[r.speaker][pos[group[-1].toks[-1]] + 1:pos[r.toks[0]]]) <= 2:
                     group.append(r)
                     continue
                 if sum(len(g.digits) for g in group) >= 6:
