@@ -211,3 +211,31 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_a_call(tmp_path):
     cut = conn.execute("SELECT COUNT(DISTINCT a.run_id) FROM attempts a JOIN runs r USING (run_id)"
                        " WHERE r.finished_at IS NULL").fetchone()[0]
     assert cut >= 2
+
+
+def test_sigterm_stops_cleanly_with_exit_130_and_a_rerun_finishes(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    src = _make(tmp_path / "src", [f"c{i:02d}.wav" for i in range(12)])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline.cli", "batch", str(src), "--out", str(out), "-w", "2", "-q",
+           "--work", "batch_fakes:fake_work", "--json"]
+    env = {**os.environ, "CALLQA_FAKE_SLEEP": "0.5"}
+    p = subprocess.Popen(cmd, cwd=HERE.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "records.jsonl").exists() or not (out / "records.jsonl").read_text().strip():
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["exit_code"] == 130
+    assert 1 <= summary["counts"]["ok"] < 12
+    p = subprocess.run(cmd, cwd=HERE.parent, env={**env, "CALLQA_FAKE_SLEEP": "0.02"}, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == EXIT_OK, p.stderr
+    assert json.loads(p.stdout)["counts"]["skipped"] == summary["counts"]["ok"]
+    assert sorted(r["call_id"] for r in _lines(out)) == [f"c{i:02d}" for i in range(12)]

@@ -63,6 +63,8 @@ def batch(
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON instead of text."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each stage."),
+    work: str = typer.Option("pipeline.batch.worker:analyze_item", "--work", hidden=True,
+                             help="module:function run per call (tests and plug-ins)."),
 ) -> None:
     """Process every call of SOURCE into OUT exactly once; reruns skip what is done and resume after a crash."""
     from .manifest import ManifestError
@@ -73,7 +75,7 @@ def batch(
     config = _config(config_file, model)
     try:
         options = BatchOptions(engine=engine, workers=workers, scheduler=scheduler, timeout_s=timeout, retries=retries,
-                               retry_errors=retry_errors, force=force)
+                               retry_errors=retry_errors, force=force, work=work)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_USAGE)
