@@ -132,3 +132,22 @@ def test_analyze_file_with_silence_mode_and_raw_text_off(tmp_path):
     a, b = int(TRUTH["card_span"]["start"] * sr), int(TRUTH["card_span"]["end"] * sr)
     level = 20 * np.log10(np.abs(y[a:b, TRUTH["customer_channel"]]).max() + 1e-12)
     assert level < -60
+
+
+def test_sqlite_store_holds_no_card_digit(cli_run, tmp_path):
+    """The review store gets the same redacted record: no stretch of the card in the database file."""
+    from pipeline.store import connect, load_record, save_record, transaction
+
+    rec = read_records(cli_run)[0]
+    db = tmp_path / "callqa.sqlite"
+    conn = connect(db)
+    with transaction(conn):
+        save_record(conn, rec)
+    back = load_record(conn, rec["call_id"])
+    conn.close()
+    _assert_no_card(_texts(back), "sqlite")
+    raw = db.read_bytes().decode("latin-1")
+    raw = re.sub(r"[0-9a-f]{16,}", "", raw)  # hashes (sha256, config hash) are not text
+    card = TRUTH["card"]
+    for i in range(0, len(card) - 3):
+        assert card[i:i + 4] not in re.sub(r"\d+\.\d+", "", raw).replace(" ", "").replace(",", ""), card[i:i + 4]
