@@ -7,13 +7,16 @@ birth, addresses and names) never reach records, VTT files or SQLite.
 How numbers are found
 ---------------------
 Each speaker's words (across turns, in time order) are parsed into *numeric units*:
-written digits ("4111", "4111-1111", "(555)"), spoken digits ("four", "oh", "zero"),
-"double five" / "triple seven", teens and tens ("forty one eleven" = 4111), and
-"hundred"/"thousand" forms. Consecutive units of one speaker form a *run* while only
-fillers and joiners ("uh", "and", "sorry", "dash") come between them and the pause is
-at most ``digit_gap_s`` - so a number split over words, over fillers and over two turns
-of the same speaker (the agent's "mm-hmm" in between) is one run. Runs that are pieces
-of a Luhn-valid card number are joined again when the pause was longer.
+written digits ("4111", "4111-1111", "(555)", and Whisper's "5 -1 -O -5" / "41 ,111"),
+spoken digits ("four", "oh", "zero"), "double five" / "triple seven", teens and tens
+("forty one eleven" = 4111), "hundred"/"thousand" forms, and - only beside real digits -
+"oh"/"o" and the homophones ASR writes for misheard digits ("to", "for", "won", "ate").
+Consecutive units of one speaker form a *run* while only fillers and joiners ("uh", "and",
+"sorry", "dash") or one odd word (a misheard digit: "five one all five") come between them
+and the pause is at most ``digit_gap_s`` - so a number split over words, over fillers and
+over two turns of the same speaker (the agent's "mm-hmm" in between) is one run. Runs that
+are pieces of a Luhn-valid card number are joined again when the pause was longer; short
+pieces right after card talk that add up to 6+ digits are a card read in part.
 
 Each run is classified from its digit count, a Luhn check, and the *topic* of the
 nearest keyword before it (either speaker, within ``context_before_s``): card, security
@@ -36,7 +39,14 @@ Card numbers, and what happens to long numbers that are not cards
 
 Type names (config ``[pii] types``): card, number, cvv, expiry, ssn, phone, email, dob,
 address, name. Default: card + number + cvv + expiry + ssn (payment card data, security
-codes and SSNs). Every type is detected; only the configured ones are replaced.
+codes and SSNs). Every type is detected; only the configured ones are replaced. Emails
+("john dot smith at gmail dot com" too), dates of birth and expiry dates ("January 5th
+1980", "oh four twenty six"), street addresses (house number + street + suffix, unit, ZIP)
+are rules over the words; names come from spaCy NER (``name_model``, loaded once per
+process, only when names are redacted) plus "my name is ...".
+
+Spans (``metrics.pii.spans``) are where ``--redact-audio`` masks: each placeholder's words
+plus the silent gaps beside them, because ASR word times clip the audio of a word.
 """
 
 from __future__ import annotations
