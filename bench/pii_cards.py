@@ -94,13 +94,11 @@ def written_cases(path: Path = CASES) -> None:
         if c["label"] == "number":
             number_ok += any(s["type"] == "number" for s in res.metrics["spans"])
         if c["label"] in ("card", "number"):
-            card = c["card"]
             for before, after in zip(tl.turns, red.turns):
                 if before.transcript != after.transcript:
                     left = re.sub(r"\[[A-Z]+\]", "", after.transcript)
                     if re.search(r"\d", left) or NUM_WORDS.search(left):
                         leaks.append(c["id"])
-            del card
     dt = (time.perf_counter() - t0) / len(cases) * 1000
     n_card = sum(c["label"] == "card" for c in cases)
     n_num = sum(c["label"] == "number" for c in cases)

@@ -90,7 +90,8 @@ def _apply(chunk: np.ndarray, offset: int, rate: int, intervals: dict[int, list[
                 continue
             idx = np.arange(lo, hi)
             ramp = np.minimum(1.0, np.minimum(idx - a + 1, b - idx) / fade)
-            chunk[r, lo - offset:hi - offset] = (amp * ramp * np.sin(2 * np.pi * TONE_HZ * idx / rate)).astype(np.float32)
+            tone = amp * ramp * np.sin(2 * np.pi * TONE_HZ * idx / rate)
+            chunk[r, lo - offset:hi - offset] = tone.astype(np.float32)
 
 
 # Decoder name -> encoder name where they differ.

@@ -84,7 +84,8 @@ def test_card_detection_recall_and_precision_on_written_cases(path):
     assert precision >= 0.95, misses
 
 
-@pytest.mark.parametrize("case", [c for p in (CASES, HELDOUT) for c in load_cases(p) if c["label"] in ("card", "number")],
+@pytest.mark.parametrize("case", [c for p in (CASES, HELDOUT) for c in load_cases(p)
+                                  if c["label"] in ("card", "number")],
                          ids=lambda c: c["id"])
 def test_no_digit_of_a_card_survives(case):
     """Every digit of the card leaves the text, written or as words (the cases hold no other numbers
@@ -127,8 +128,8 @@ def test_spoken_digits_with_oh_double_and_fillers():
 
 
 def test_spoken_pairs_forty_one_eleven():
-    red, res = redact_timeline(call(("customer", "my visa is forty one eleven eleven eleven eleven eleven eleven eleven")),
-                               PiiOptions())
+    said = "my visa is forty one eleven eleven eleven eleven eleven eleven eleven"
+    red, res = redact_timeline(call(("customer", said)), PiiOptions())
     assert red.turns[0].transcript == "my visa is [CARD]"
 
 
