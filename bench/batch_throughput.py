@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--engines", default="analyze,local,dask,rerun,reanalyze")
+    ap.add_argument("--compare-calls", type=int, default=0,
+                    help="run analyze / dask (and a local run for the overhead baseline) on only the first N calls "
+                         "(default: all) - for a busy machine")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated calls and outputs here")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -153,17 +156,32 @@ def main() -> None:
         py = [sys.executable, "-m", "pipeline.cli"]
         w = str(args.workers)
         results: dict[str, dict] = {}
+        sub = calls
+        sub_audio_s = audio_s
+        if 0 < args.compare_calls < args.calls:
+            sub = tmp / "calls_sub"
+            sub.mkdir(exist_ok=True)
+            sub_audio_s = 0.0
+            for f in sorted(calls.glob("*.wav"))[:args.compare_calls]:
+                if not (sub / f.name).exists():
+                    os.link(f, sub / f.name)
+                sub_audio_s += sf.info(f).duration
+            if "analyze" in engines or "dask" in engines:
+                engines.insert(engines.index("analyze") if "analyze" in engines else engines.index("dask"),
+                               "local_sub")
+        report_audio = {"local": audio_s, "analyze": sub_audio_s, "dask": sub_audio_s, "local_sub": sub_audio_s}
         for e in engines:
             out = tmp / f"out_{e}"
             if e == "analyze":
                 shutil.rmtree(out, ignore_errors=True)
-                results[e] = timed(py + ["analyze", str(calls), "--out", str(out), "-w", w, "-q"], label=e)
+                results[e] = timed(py + ["analyze", str(sub), "--out", str(out), "-w", w, "-q"], label=e)
                 summ = json.loads((out / "summary.json").read_text())
                 results[e]["out"] = summ
-            elif e in ("local", "dask"):
+            elif e in ("local", "dask", "local_sub"):
                 shutil.rmtree(out, ignore_errors=True)
                 extra = ["--engine", "dask"] if e == "dask" else []
-                results[e] = timed(py + ["batch", str(calls), "--out", str(out), "-w", w, "-q", "--json", *extra],
+                folder = calls if e == "local" else sub
+                results[e] = timed(py + ["batch", str(folder), "--out", str(out), "-w", w, "-q", "--json", *extra],
                                    label=e)
             elif e == "rerun":
                 results[e] = timed(py + ["batch", str(calls), "--out", str(tmp / "out_local"), "-w", w, "-q",
@@ -176,23 +194,32 @@ def main() -> None:
             if args.json:  # keep what finished if a later run is cut short
                 args.json.write_text(json.dumps({"partial": True, "runs": results}, indent=1, default=str))
         report = {"calls": args.calls, "audio_hours": round(audio_s / 3600, 3), "workers": args.workers,
+                  "compare_calls": args.compare_calls or args.calls, "compare_audio_hours": round(sub_audio_s / 3600, 3),
                   "cores": os.cpu_count(), "load_avg_start": load, "load_avg_end": os.getloadavg(), "runs": results}
         base = results.get("analyze")
-        print(f"\n{args.calls} calls, {audio_s / 3600:.2f} h audio, {args.workers} workers, {os.cpu_count()} cores")
-        print(f"{'run':<10} {'wall s':>8} {'cpu s':>8} {'x realtime':>10} {'audio h/h':>9} {'wall ovh':>9} {'cpu ovh':>8}")
+        print(f"\n{args.calls} calls, {audio_s / 3600:.2f} h audio, {args.workers} workers, {os.cpu_count()} cores"
+              + (f"; analyze/dask/local_sub on the first {args.compare_calls} calls ({sub_audio_s / 3600:.2f} h)"
+                 if sub != calls else ""))
+        print(f"{'run':<10} {'wall s':>8} {'cpu s':>8} {'x realtime':>10} {'audio s/cpu s':>13} {'wall ovh':>9} "
+              f"{'cpu ovh':>8}")
         for name, r in results.items():
-            rt = audio_s / r["wall_s"] if name in ("analyze", "local", "dask") else None
+            a = report_audio.get(name)
+            rt = a / r["wall_s"] if a else None
+            per_cpu = a / r["cpu_s"] if a and r["cpu_s"] else None
+            r["x_realtime"], r["audio_s_per_cpu_s"], r["audio_s"] = rt, per_cpu, a
             ow = oc = ""
-            if base and name in ("local", "dask"):
+            same_audio = name in ("dask", "local_sub") or (name == "local" and sub == calls)
+            if base and same_audio:
                 ow = f"{100 * (r['wall_s'] - base['wall_s']) / base['wall_s']:+.1f}%"
                 oc = f"{100 * (r['cpu_s'] - base['cpu_s']) / base['cpu_s']:+.1f}%"
                 r["overhead_wall"] = (r["wall_s"] - base["wall_s"]) / base["wall_s"]
                 r["overhead_cpu"] = (r["cpu_s"] - base["cpu_s"]) / base["cpu_s"]
             print(f"{name:<10} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {(f'{rt:.1f}' if rt else '-'):>10} "
-                  f"{(f'{rt:.1f}' if rt else '-'):>9} {ow:>9} {oc:>8}")
-            if name in ("local", "dask", "rerun") and isinstance(r.get("out"), dict):
+                  f"{(f'{per_cpu:.1f}' if per_cpu else '-'):>13} {ow:>9} {oc:>8}")
+            if name in ("local", "dask", "rerun", "local_sub") and isinstance(r.get("out"), dict):
                 c = r["out"]["counts"]
-                print(f"{'':<10} ok {c['ok']}, error {c['error']}, processed {c['processed']}, skipped {c['skipped']}")
+                print(f"{'':<10} ok {c['ok']}, error {c['error']}, processed {c['processed']}, skipped {c['skipped']}, "
+                      f"writer {r['out'].get('machinery_s')}")
         if "reanalyze" in results and isinstance(results["reanalyze"].get("out"), dict):
             ra = results["reanalyze"]["out"]
             print(f"reanalyze: {ra['calls']} calls in {ra['wall_s']:.2f} s inside the command "
