@@ -27,15 +27,17 @@ Card numbers, and what happens to long numbers that are not cards
 -----------------------------------------------------------------
 * 13-19 digits passing Luhn: ``card`` -> ``[CARD]``, unless the nearest label is a
   non-card one ("order number", "account number", ...) and nothing about a card was said.
-* 13-19 digits failing Luhn is not a card. When card talk is nearby (and no non-card
-  label is nearer) it is redacted as ``number`` -> ``[NUMBER]``: ASR mishearing one digit
-  of a real card breaks Luhn, and the other 15 digits are still the customer's card.
-  Without card talk it is left as it is (order, tracking and reference numbers are what
-  a QA reviewer needs to see).
+* 13-19 digits failing Luhn is not a card, but it is still redacted as ``number`` ->
+  ``[NUMBER]`` near card talk or when nothing labels it: ASR mishearing one digit of a real
+  card breaks Luhn (and may garble the word "card" too), and the other 15 digits are still
+  the customer's card. A number labelled as something else ("order number", "tracking",
+  "account", "reference", a phone number, ...) is left as it is: those are what a QA
+  reviewer needs to see.
 * 6-12 digits right after card talk (a card read only in part) are ``[NUMBER]`` too;
   "the last four digits" of a card are not (truncated numbers are not card data).
-* More than 19 digits: the longest Luhn-valid 13-19 digit stretch on word boundaries is
-  the card; what is left is classified again (often the expiry or the code).
+* More than 19 digits (unlabelled or near card talk): a Luhn-valid 13-19 digit stretch on
+  word boundaries is the card; what is left is classified again (often the expiry or the
+  code) or is ``[NUMBER]``. Labelled ones (tracking numbers) are left.
 
 Type names (config ``[pii] types``): card, number, cvv, expiry, ssn, phone, email, dob,
 address, name. Default: card + number + cvv + expiry + ssn (payment card data, security
@@ -530,7 +532,9 @@ class _Detector:
                 elif nearest in (PHONE, SSN, DOB, ADDRESS):
                     self._small(run, nearest, topics, n)
                 return
-            if card_talk and nearest != NONCARD and nearest not in (PHONE, SSN, DOB):
+            if nearest is None or (card_talk and nearest not in (NONCARD, PHONE, SSN, DOB)):
+                # Not a card, but a long number near card talk, or with no label at all (ASR may have garbled
+                # "card"): redact it rather than leak a misheard card.
                 # "4111 1111 1111 1111 and 2 ..." - the card plus a stray number: keep the card a card.
                 if len(run.units) > 1 and self._split_card(run, min_len=max(13, n - 2)):
                     return
@@ -540,12 +544,11 @@ class _Detector:
                 self._small(run, nearest, topics, n)
             return
         if n > 19:
-            if not card_talk:
-                return  # a long tracking/confirmation number: any 20+ digits hide a Luhn-valid stretch
+            if not (nearest is None or (card_talk and nearest != NONCARD)):
+                return  # a labelled tracking/confirmation number: any 20+ digits hide a Luhn-valid stretch
             if self._split_card(run):
                 return
-            if card_talk and nearest != NONCARD:
-                self._add("number", run.toks)
+            self._add("number", run.toks)
             return
         self._small(run, nearest, topics, n)
 
