@@ -78,12 +78,12 @@ def timed(cmd: list[str], *, sample_memory: bool = False) -> tuple[float, float,
 
 
 def source_calls(eval_dir: Path, mono: bool) -> list[Path]:
+    """The real SpokenWOZ calls (mixed down to one track for --mono), else the committed fixtures."""
     real = sorted((eval_dir / "calls_spokenwoz" / "audio").glob("*.wav"))
-    if real and not mono:
+    if real:
         return real
     if mono:
-        sample = eval_dir / "diarization_pyannote_sample" / "sample.wav"
-        return ([sample] if sample.is_file() else []) + [ROOT / "audio_fixtures" / "mono_support.flac"]
+        return [ROOT / "audio_fixtures" / "mono_support.flac"]
     return [ROOT / "audio_fixtures" / "upsell_monologue.wav", ROOT / "audio_fixtures" / "hold_dead_air.flac"]
 
 

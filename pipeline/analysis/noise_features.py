@@ -332,7 +332,8 @@ def clipping(x: np.ndarray, speech_mask: np.ndarray, *, chunk_s: float = 60.0) -
     return {"share": round(float(share), 5), "peak_dbfs": round(float(db(peak * peak)), 1)}
 
 
-def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, silence_dbfs: float = -70.0) -> list[tuple[float, float]]:
+def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, silence_dbfs: float = -70.0,
+             edge_dbfs: float = -35.0) -> list[tuple[float, float]]:
     """Stretches of digital silence inside speech: the line went dead mid-sentence.
 
     10 ms frames whose peak is below ``silence_dbfs`` form a run; runs of
@@ -345,6 +346,7 @@ def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, sil
         return []
     peaks = np.maximum(x[: n * hop].reshape(n, hop).max(axis=1), -x[: n * hop].reshape(n, hop).min(axis=1))
     dead = peaks < 10 ** (silence_dbfs / 20)
+    edge = 10 ** (edge_dbfs / 20)
     if not dead.any():
         return []
     padded = np.concatenate(([False], dead, [False]))
@@ -354,7 +356,10 @@ def dropouts(x: np.ndarray, speech_intervals, *, min_s: float, max_s: float, sil
         t0, t1 = s * 0.01, e * 0.01
         if not (min_s <= t1 - t0 <= max_s):
             continue
-        if any(iv.start < t0 - 0.03 and iv.end > t1 + 0.03 for iv in speech_intervals):
+        # A lost packet cuts the line mid-sound: loud right before and right after. A VoIP noise
+        # gate closing in a pause between words fades out first, so it is not a dropout.
+        abrupt = s > 0 and e < n and min(peaks[s - 1], peaks[e]) >= edge
+        if abrupt and any(iv.start < t0 - 0.03 and iv.end > t1 + 0.03 for iv in speech_intervals):
             out.append((round(t0, 3), round(t1, 3)))
     return out
 
