@@ -352,3 +352,9 @@ def test_span_reaches_the_turn_edge_and_silent_gaps():
     assert s["end"] == pytest.approx(longer.end, abs=1e-3)
     words = longer.words
     assert words[1].end - 1e-3 <= s["start"] <= words[2].start  # into the gap before "4111", not over "is"
+
+
+def test_spelled_out_names_are_redacted_whole():
+    opts = PiiOptions(types=("name",))
+    assert redact_text("sure, the first name is c h e r y l", opts) == "sure, the first name is [NAME]"
+    assert redact_text("my name is a customer of yours", opts) == "my name is a customer of yours"

@@ -760,11 +760,17 @@ class _Detector:
                 else:
                     continue
                 sel = []
-                for m in range(start, min(start + 2, len(toks))):
-                    if toks[m].norm in _STOP or not re.fullmatch(r"[a-z'-]+", toks[m].norm) \
-                            or toks[m].topic is not None:
-                        break
-                    sel.append(toks[m].i)
+                m = start
+                while m < len(toks) and len(toks[m].norm) == 1 and toks[m].norm.isalpha():
+                    m += 1
+                if m - start >= 2:  # spelled out: "the first name is c h e r y l"
+                    sel = [toks[q].i for q in range(start, m)]
+                else:
+                    for m in range(start, min(start + 2, len(toks))):
+                        if toks[m].norm in _STOP or not re.fullmatch(r"[a-z'-]+", toks[m].norm) \
+                                or toks[m].topic is not None:
+                            break
+                        sel.append(toks[m].i)
                 if sel:
                     self._add("name", sel)
 
