@@ -179,7 +179,7 @@ def analyze(
         def on_record(job: Job, rec: dict) -> None:
             write_call_outputs(rec, out, vtt=config.output.vtt, rttm=config.output.rttm)
             if redact_audio and rec["status"] == "ok":
-                _write_redacted_audio(job, rec, out)
+                _write_redacted_audio(rec, out, config)
             jsonl.write(json.dumps(rec, ensure_ascii=False) + "\n")
             jsonl.flush()
             records.append(rec)
@@ -195,13 +195,16 @@ def analyze(
     raise typer.Exit(EXIT_CALLS_FAILED if summary["failed"] else EXIT_OK)
 
 
-def _write_redacted_audio(job: Job, rec: dict, out: Path) -> None:
+def _write_redacted_audio(rec: dict, out: Path, config: Config) -> None:
     from .redact_audio import write_redacted_audio
 
     spans = (rec.get("metrics") or {}).get("pii", {}).get("spans", [])
     src = Path(rec["source"]["path"])
-    write_redacted_audio(src, out / "calls" / rec["call_id"] / f"redacted{src.suffix.lower() or '.wav'}", spans,
-                         channels={s["id"]: s.get("channel") for s in rec.get("speakers") or []})
+    result = write_redacted_audio(src, out / "calls" / rec["call_id"] / f"redacted{src.suffix.lower() or '.wav'}",
+                                  spans, channels={s["id"]: s.get("channel") for s in rec.get("speakers") or []},
+                                  mode=config.pii.audio_mode, pad_s=config.pii.audio_pad_s)
+    if getattr(result, "note", None):
+        typer.echo(f"note: {rec['call_id']}: {result.note}", err=True)
 
 
 def _register_capabilities() -> None:
