@@ -7,6 +7,7 @@
 #
 # Usage: scripts/setup_pyannote_env.sh [VENV_DIR]   (default .venv-pyannote)
 # Then:  .venv-pyannote/bin/pytest tests/test_diarize_pyannote.py
+#        .venv-pyannote/bin/callqa analyze mono_calls/ --out out --config pyannote.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${PYANNOTE_VENV:-.venv-pyannote}}"
@@ -20,12 +21,15 @@ fi
 "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1"
 "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" "pyannote.audio==4.0.7" \
     "pytest==9.2.0" "av==18.1.0" "webrtcvad==2.0.10" "setuptools<81" "PyYAML==6.0.3"
-# callqa itself without its full dependency set: the backend and its test need numpy,
-# pyannote.audio, and av/webrtcvad for decoding and VAD, installed above.
-# Not fatal: run from the repository root (python -m pytest ...), `pipeline` imports without it.
+# callqa and all its other dependencies, but not its torch pin (2.13.0): the venv keeps 2.14.1 for pyannote.
 if [ -f pyproject.toml ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . \
-        || echo "setup_pyannote_env: callqa not installed into $VENV (run from the repo root instead)"
+    "$VENV/bin/python" - <<'PY' > "$VENV/callqa-deps.txt"
+import tomllib
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+print("\n".join(d for d in deps if not d.replace(" ", "").startswith("torch=")))
+PY
+    "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" -r "$VENV/callqa-deps.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
 fi
 "$VENV/bin/python" - <<'PY'
 import pyannote.audio, torch
