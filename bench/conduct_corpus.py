@@ -39,7 +39,7 @@ TARGETS = {"refusal_then_continue": (0.9, 0.85), "pitch_before_resolution": (0.8
 
 def corpus_table(options, label: str, show_mistakes: bool) -> None:
     calls = load_corpus()
-    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout")}
+    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout", "heldout2")}
     splits["all"] = calls
     print(f"\n{label}")
     print(f"{'split':8} {'calls':>5}  {'flag':26} {'pos':>4} {'TP':>3} {'FP':>3} {'FN':>3} {'precision':>9} {'recall':>7}  target")
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"spaCy {options.spacy_model} load: {time.perf_counter() - t0:.2f} s (once per process)")
 
     calls = load_corpus()
-    held = sum(c.split == "heldout" for c in calls)
+    held = sum(c.split.startswith("heldout") for c in calls)
     print(f"corpus: {len(calls)} calls, {held} held out ({held / len(calls):.0%}), "
           + ", ".join(f"{f} positives {sum(bool(c.labels[f]) for c in calls)}" for f in FLAG_TYPES))
     corpus_table(options, "spaCy normalization (default)", args.mistakes)

