@@ -183,7 +183,7 @@ def main() -> int:
             row[f"{sys_}_s_per_min"] = round(wall / minutes, 2)
         rows.append(row)
 
-    print(f"Mono diarization DER (%), pyannote.metrics; VAD = pipeline webrtc default; "
+    print("Mono diarization DER (%), pyannote.metrics; VAD = pipeline webrtc default; "
           f"collar 0.25 s / none; overlap scored")
     hdr = f"{'file':<18}{'dur s':>7}{'ref':>5} | {'embedded':^26} | {'naive 1 s + AHC (k=2)':^26}"
     print(hdr)

