@@ -35,13 +35,14 @@ class Line:
     pause: float = 0.6  # silence before this line starts (s); negative overlaps the previous line
 
 
-def speak(text: str, voice: str, speed: int = 165) -> np.ndarray:
+def speak(text: str, voice: str, speed: int = 165, rate: int = SR) -> np.ndarray:
+    """``text`` spoken by espeak-ng at ``rate`` Hz, trimmed of leading/trailing silence, at half scale."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "16k.wav"
+        raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "resampled.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", str(SR), "-b", "16", "-c", "1", str(wav)], check=True)
+        subprocess.run(["sox", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(wav)], check=True)
         x, _ = sf.read(wav, dtype="float32")
-    hop = SR // 100
+    hop = rate // 100
     levels = 20 * np.log10(np.sqrt(np.mean(x[: len(x) // hop * hop].reshape(-1, hop) ** 2, axis=1)) + 1e-9)
     on = np.flatnonzero(levels > TRIM_DB)
     return x[on[0] * hop : (on[-1] + 1) * hop] * 0.5

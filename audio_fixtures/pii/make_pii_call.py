@@ -13,8 +13,7 @@ number) is the only number in the script, so any digit in the outputs' text is a
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ import soundfile as sf
 
 HERE = Path(__file__).resolve().parent
 SR = 8000
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import make_fixtures  # noqa: E402  (audio_fixtures/make_fixtures.py)
 VOICES = {"agent": "en-us+m3", "customer": "en-us+f3"}
 CARD = "4556737586899855"  # a test number (Luhn-valid, Visa range); never a real card
 WORDS = "zero one two three four five six seven eight nine".split()
@@ -40,15 +41,7 @@ SCRIPT = [
 
 
 def speak(text: str, voice: str, speed: int = 150) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "8k.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", str(SR), "-b", "16", "-c", "1", str(wav)], check=True)
-        x, _ = sf.read(wav, dtype="float32")
-    hop = SR // 100
-    levels = 20 * np.log10(np.sqrt(np.mean(x[: len(x) // hop * hop].reshape(-1, hop) ** 2, axis=1)) + 1e-9)
-    on = np.flatnonzero(levels > -45.0)
-    return x[on[0] * hop: (on[-1] + 1) * hop] * 0.5
+    return make_fixtures.speak(text, voice, speed, rate=SR)  # the core fixtures' espeak-ng + trim, at 8 kHz
 
 
 def main() -> None:
