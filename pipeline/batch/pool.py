@@ -104,7 +104,7 @@ class _Proc:
         # worker's share, as Dask does for its workers (results then match across engines, and
         # N workers do not each start one OpenMP thread per core).
         saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-        if threads:
+        if threads and os.environ.get("CALLQA_PIN_THREADS", "1") != "0":  # 0: leave the libraries' defaults
             os.environ.update({k: str(threads) for k in _THREAD_VARS})
         try:
             self.process.start()
