@@ -1,4 +1,4 @@
-"""SQLite store: calls, flags, runs and supervisors' verdicts (schema in docs/STORE.md).
+"""SQLite store: calls, flags, runs and supervisors' verdicts (schema and indexes in docs/BATCH.md).
 
 One writer at a time (the batch runner's single writer process); readers (the review
 app, ``callqa stats``) run concurrently thanks to WAL. Records are stored whole in
