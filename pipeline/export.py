@@ -184,7 +184,7 @@ def export(source: str | Path, out_dir: str | Path, *, fmt: str = "parquet") -> 
     """Write ``calls.<fmt>`` and ``flags.<fmt>`` into ``out_dir``; return their paths."""
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"export format must be 'parquet' or 'csv', got {fmt!r}")
-    from .batch.writer import atomic_write
+    from .outputs import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

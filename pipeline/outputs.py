@@ -10,13 +10,15 @@ from pathlib import Path
 from .record import CallRecord, round_times
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: bytes | str) -> None:
     """Write via a temp file in the same folder + rename: a reader never sees half a file."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,10 +55,10 @@ def write_call_outputs(record: CallRecord | dict, out_dir: Path, *, vtt: bool = 
     """Write ``out_dir/calls/<call_id>/`` and return that folder."""
     d = record if isinstance(record, dict) else round_times(record.to_dict(with_words=with_words))
     folder = Path(out_dir) / "calls" / d["call_id"]
-    atomic_write_text(folder / "record.json", json.dumps(d, indent=2, ensure_ascii=False))
+    atomic_write(folder / "record.json", json.dumps(d, indent=2, ensure_ascii=False))
     if d["status"] == "ok":
         if vtt:
-            atomic_write_text(folder / "transcript.vtt", to_vtt(d))
+            atomic_write(folder / "transcript.vtt", to_vtt(d))
         if rttm:
-            atomic_write_text(folder / "speakers.rttm", to_rttm(d))
+            atomic_write(folder / "speakers.rttm", to_rttm(d))
     return folder
