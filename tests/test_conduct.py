@@ -72,6 +72,17 @@ def test_refusal_respected_is_not_flagged_and_counted_as_respected():
     assert r.metrics["permission_before_first_pitch"] is True
 
 
+def test_a_misheard_greeting_is_no_permission_request_and_the_problem_no_refusal():
+    # tiny.en hears "how can I help you" as "how can I tell you": a question about what, not a request.
+    r = run(A("thank you for calling how can i tell you"), C("hi my internet is not working"),
+            A("ok ive fixed it its working now"), C("yes it works now thanks"))
+    assert r.metrics["counts"]["permission_requests"] == 0 and r.metrics["counts"]["refusals"] == 0
+    assert flag_types(r) == []
+    # Offering something is still a request, with or without the wh-word ASR put in front.
+    r = run(A("how can i tell you about our premium plan"), C("no thanks not right now"), A("no problem"))
+    assert r.metrics["counts"]["permission_requests"] == 1 and r.metrics["counts"]["refusals"] == 1
+
+
 @pytest.mark.parametrize("answer", [
     "no i didnt get the email",
     "No, I didn't get the email.",

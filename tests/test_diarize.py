@@ -316,3 +316,16 @@ def test_mono_calls_end_to_end():
         else:
             assert len(r.timeline.speakers) <= 1
     assert analyze_file(MONO / "silence.flac", config=CONFIG).error.kind == "no_speech"
+
+
+def test_diarizer_beside_the_asr_gives_the_same_record_as_one_after_the_other():
+    """With two threads the diarizer runs beside the ASR; with one, after it. Same speakers, turns, words."""
+    from pipeline.process import Models, analyze_file
+
+    def turns(threads):
+        rec = analyze_file(MONO / "two_voices.flac", config=CONFIG, models=Models.create(CONFIG, cpu_threads=threads))
+        assert rec.status == "ok", rec.error
+        return [(t.speaker, t.role, round(t.start, 2), round(t.end, 2), t.transcript) for t in rec.timeline.turns]
+
+    sequential, concurrent = turns(1), turns(2)
+    assert concurrent == sequential and len(sequential) >= 6

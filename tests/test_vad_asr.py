@@ -76,3 +76,28 @@ def test_pack_regions_keeps_chunks_short_and_maps_time_back():
     signal = np.arange(16000 * 90, dtype=np.float32)
     audio = first.gather(signal)
     assert audio[0] == 16000 * 1.0 and len(audio) == int(first.duration * 16000)
+
+
+def test_a_word_stretched_over_a_gap_stays_inside_one_piece():
+    # Alignment can end a word inside the next piece; edge by edge it would cover the 6 s between regions.
+    chunk = pack_regions([Interval(1.0, 4.0), Interval(10.0, 12.0)], max_chunk_s=28.0, gap_s=0.4)[0]
+    start, end = chunk.span_to_recording(2.6, 3.6)  # middle (3.1) in the gap's first half: first piece
+    assert (start, end) == (pytest.approx(3.6), pytest.approx(4.0))
+    start, end = chunk.span_to_recording(2.9, 4.5)  # middle in the second piece
+    assert (start, end) == (pytest.approx(10.0), pytest.approx(11.1))
+
+
+@pytest.mark.parametrize("budget, streams, threads_each", [(1, 1, 1), (2, 2, 1), (4, 2, 2)])
+def test_thread_budget_splits_into_two_streams_only_when_there_are_two_threads(budget, streams, threads_each):
+    # One decode on two threads is ~10 % faster than on one; two decodes side by side are ~1.8x.
+    from pipeline.asr import AsrOptions, Transcriber
+
+    t = Transcriber(AsrOptions(), cpu_threads=budget)  # the model itself loads lazily: nothing loads here
+    assert t.streams == streams and max(1, t.thread_budget // t.streams) == threads_each
+
+
+def test_batch_size_is_checked():
+    from pipeline.asr import AsrOptions
+
+    with pytest.raises(ValueError, match="batch_size"):
+        AsrOptions(batch_size=0)

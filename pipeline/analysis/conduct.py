@@ -73,6 +73,7 @@ _OFFER_ANCHORS = {"{product}", "{price}", "free"}  # continuation_phrases entrie
 _STRENGTH = {"explicit": 3, "soft": 2, "weak": 1, "implicit": 0}
 # A customer reply opening with these is a question, not a decline ("does it work abroad").
 _LEAD_INS = {"okay", "oh", "so", "um", "uh", "well", "and", "but", "hmm", "right", "yeah", "ah", "then"}
+_WH_WORDS = {"how", "what", "when", "where", "why", "who", "which"}
 _QUESTION_OPENERS = {"do", "does", "did", "is", "are", "can", "could", "would", "will", "what", "how", "which", "when",
                      "where", "why", "who", "whats", "hows"}
 
@@ -305,6 +306,15 @@ def _asks_about_customer(utt: Utterance) -> bool:
     return forms[0] == "do" and len(forms) > 2 and forms[2] in {"have", "use", "know", "need", "own", "still", "see"}
 
 
+def _open_question(utt: Utterance, m: Match) -> bool:
+    """ "How can I tell you?" (a misheard "how can I help you?") asks what, not whether: it ends
+    its sentence with nothing offered. "How can I tell you about our plan" still offers something."""
+    if m.first == 0 or utt.forms[m.first - 1] not in _WH_WORDS:
+        return False
+    nxt = m.last + 1
+    return nxt >= len(utt.forms) or nxt in utt.sentence_starts
+
+
 def _is_determiner_no(utt: Utterance, m: Match) -> bool:
     """A match opening on a "no" that the tagger calls a determiner ("no problem", "no charge")."""
     if utt.forms[m.first] != "no":
@@ -371,7 +381,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.continuations += cues("pitch", i, "continuation_phrases", "selling_point")
             matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
-            perm = cues("permission", i, "permission_phrases")
+            asks = [("", m) for m in find(utt, L["permission_phrases"]) if not _open_question(utt, m)]
+            perm = [_cue("permission", "", i, m, utt, times[i]) for _, m in _non_overlapping(asks)]
             cc.pitches += pitch
             cc.permissions += perm
             cc.needs += cues("needs_question", i, "needs_question_phrases")
