@@ -181,8 +181,11 @@ def test_dask_cluster_same_records_and_a_killed_worker_loses_nothing(local_run, 
             killed.append(victim.pid)
             victim.kill()
 
+    env_before = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     summary = run_batch(local_run["src"], out, config=load_config(),
                         options=BatchOptions(engine="dask", workers=2), progress=kill_a_worker)
+    # Dask's nannies pin these to 1 in the parent while spawning workers; what runs next must not inherit it.
+    assert {k: os.environ.get(k) for k in env_before} == env_before
     assert killed, "no worker was killed"
     assert summary["exit_code"] == EXIT_OK
     dask_recs = {r["call_id"]: r for r in read_jsonl(out)}

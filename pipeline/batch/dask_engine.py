@@ -18,12 +18,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections import deque
 from typing import Any, Iterator
 
-from .pool import Outcome, Task, worker_threads
+from .pool import THREAD_ENV_VARS, Outcome, Task, worker_threads
 from .worker import run_task, warm_up
 
 log = logging.getLogger("pipeline")
@@ -44,12 +45,17 @@ class DaskPool:
         for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
             if logging.getLogger(name).getEffectiveLevel() < logging.WARNING:  # keep the summary readable
                 logging.getLogger(name).setLevel(logging.WARNING)
+        # Dask's in-process nannies write OMP/MKL/OPENBLAS_NUM_THREADS=1 into *this* process's
+        # environment when they spawn workers; put it back so what the caller runs next (a
+        # `callqa analyze` subprocess, numpy here) keeps its own thread settings.
+        self._saved_env = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
         if scheduler:
             self.client = Client(scheduler, timeout="60s")
         else:
             self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=threads_per_worker,
                                         processes=True, dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
+            self._restore_env()
         # one CPU thread per running call unless the config says otherwise
         self.threads = worker_threads(config, max(2, self.workers))
         if warm:
@@ -160,3 +166,11 @@ class DaskPool:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+            self._restore_env()
+
+    def _restore_env(self) -> None:
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

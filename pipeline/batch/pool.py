@@ -93,7 +93,7 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool, threads: int | No
             conn.send(("exception", tid, None, tb[:2000]))
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class _Proc:
@@ -103,9 +103,9 @@ class _Proc:
         # The child reads its environment at start: pin the math libraries' thread pools to the
         # worker's share, as Dask does for its workers (results then match across engines, and
         # N workers do not each start one OpenMP thread per core).
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
         if threads and os.environ.get("CALLQA_PIN_THREADS", "1") != "0":  # 0: leave the libraries' defaults
-            os.environ.update({k: str(threads) for k in _THREAD_VARS})
+            os.environ.update({k: str(threads) for k in THREAD_ENV_VARS})
         try:
             self.process.start()
         finally:
