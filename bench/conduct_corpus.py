@@ -39,7 +39,7 @@ TARGETS = {"refusal_then_continue": (0.9, 0.85), "pitch_before_resolution": (0.8
 
 def corpus_table(options, label: str, show_mistakes: bool) -> None:
     calls = load_corpus()
-    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout", "heldout2")}
+    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout", "heldout2", "heldout3")}
     splits["all"] = calls
     print(f"\n{label}")
     print(f"{'split':8} {'calls':>5}  {'flag':26} {'pos':>4} {'TP':>3} {'FP':>3} {'FN':>3} {'precision':>9} {'recall':>7}  target")
