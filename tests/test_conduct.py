@@ -72,6 +72,31 @@ def test_refusal_respected_is_not_flagged_and_counted_as_respected():
     assert r.metrics["permission_before_first_pitch"] is True
 
 
+def test_a_proposal_of_something_new_is_an_offer_without_a_product_word():
+    # "scarf" is in no product list: proposing a thing the customer never mentioned makes it an offer.
+    r = run(C("can you check if my order shipped"), A("it shipped today"), C("great"),
+            A("would you like to add the matching scarf"), C("no thanks"),
+            A("it would look amazing with the coat and its almost sold out"), C("no"), A("ok enjoy"))
+    assert flag_types(r) == ["refusal_then_continue"]
+    assert r.metrics["refusals"][0]["text"] == "no thanks"
+
+
+@pytest.mark.parametrize("proposal, reply", [
+    ("would you like the tracking number", "no i have it thanks"),  # a service item
+    ("would you like a new charger sent out", "no i will buy one in town"),  # the customer's own topic
+])
+def test_a_proposal_of_service_or_of_the_customers_own_topic_is_no_offer(proposal, reply):
+    r = run(C("my charger stopped working"), A("sorry to hear that ive logged it"), C("thanks"),
+            A(proposal), C(reply), A("okay just so you know the store opens at nine tomorrow morning"))
+    assert r.metrics["counts"]["refusals"] == 0 and flag_types(r) == []
+
+
+def test_selling_talk_the_customer_declines_is_a_pitch_before_resolution():
+    r = run(C("my meter display is blank"), A("our smart home kit shows your usage on your phone its sixty dollars"),
+            C("no i need the meter checked"), A("ive booked a meter check for friday"), C("ok"))
+    assert flag_types(r) == ["pitch_before_resolution"]
+
+
 def test_a_misheard_greeting_is_no_permission_request_and_the_problem_no_refusal():
     # tiny.en hears "how can I help you" as "how can I tell you": a question about what, not a request.
     r = run(A("thank you for calling how can i tell you"), C("hi my internet is not working"),

