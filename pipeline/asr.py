@@ -129,9 +129,10 @@ class Transcriber:
             "threads": self.thread_budget,
         }
 
-    def transcribe_channels(self, channels: list[tuple[np.ndarray, list[Interval]]]) -> list[list[Word]]:
+    def transcribe_channels(self, channels: list[tuple[np.ndarray, list[Interval]]], *,
+                            concurrent: bool = True) -> list[list[Word]]:
         """``transcribe_regions`` for each (signal, regions), two at a time when the budget allows."""
-        if self.streams < 2 or len(channels) < 2:
+        if self.streams < 2 or len(channels) < 2 or not concurrent:
             return [self.transcribe_regions(sig, regions) for sig, regions in channels]
         from concurrent.futures import ThreadPoolExecutor
 

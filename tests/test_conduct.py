@@ -91,6 +91,14 @@ def test_a_proposal_of_service_or_of_the_customers_own_topic_is_no_offer(proposa
     assert r.metrics["counts"]["refusals"] == 0 and flag_types(r) == []
 
 
+def test_offering_the_customers_own_order_by_email_is_no_pitch():
+    # Real SpokenWOZ call through tiny.en: "order" is the booking, not a verb of buying.
+    r = run(C("hi im looking for a restaurant"), A("there are three in the centre which area do you prefer"),
+            C("the centre please"), A("your table is booked would you like to get the order by email"),
+            C("yes please"), A("done have a good evening"))
+    assert r.metrics["counts"]["pitches"] == 0 and flag_types(r) == []
+
+
 def test_selling_talk_the_customer_declines_is_a_pitch_before_resolution():
     r = run(C("my meter display is blank"), A("our smart home kit shows your usage on your phone its sixty dollars"),
             C("no i need the meter checked"), A("ive booked a meter check for friday"), C("ok"))

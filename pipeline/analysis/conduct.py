@@ -344,6 +344,11 @@ def _proposes_something_new(utt: Utterance, m: Match, customer_said: set[str], s
     return not any(_stem(w) in service or _stem(w) in customer_said for w in head)
 
 
+def _ends_on_service_noun(utt: Utterance, m: Match, service: set[str]) -> bool:
+    return m.last > m.first and utt.forms[m.last - 1] in ("the", "your", "my", "this", "that") \
+        and _stem(utt.forms[m.last]) in service
+
+
 def _open_question(utt: Utterance, m: Match) -> bool:
     """ "How can I tell you?" (a misheard "how can I help you?") asks what, not whether: it ends
     its sentence with nothing offered. "How can I tell you about our plan" still offers something."""
@@ -423,7 +428,10 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             customer_said.update(_stem(f) for f in utt.forms)
         if turn.role == AGENT:
             cc.continuations += cues("pitch", i, "continuation_phrases", "selling_point")
-            matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])]
+            # "would you like to get the order by email": a phrase ending on a service noun ("the order")
+            # offers the customer's own business, not a product.
+            matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])
+                       if not _ends_on_service_noun(utt, m, service)]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
             asks = [("", m) for m in find(utt, L["permission_phrases"]) if not _open_question(utt, m)]
             perm = [_cue("permission", "", i, m, utt, times[i]) for _, m in _non_overlapping(asks)]
