@@ -105,6 +105,35 @@ def test_selling_talk_the_customer_declines_is_a_pitch_before_resolution():
     assert flag_types(r) == ["pitch_before_resolution"]
 
 
+@pytest.mark.parametrize("opening, outbound", [
+    ("hi its priya from homeworld just checking your washing machine arrived ok", True),
+    ("hello is that mrs doyle its simone from clearsound", True),
+    ("thanks for calling homeworld this is priya from the delivery team how can i help", False),
+])
+def test_who_opened_the_call_decides_whether_a_first_pitch_can_come_too_early(opening, outbound):
+    r = run(A(opening), C("yeah it came on monday"),
+            A("we also offer a five year care plan for that machine its eighty nine pounds"), C("no thanks"),
+            A("no problem have a good day"))
+    assert ("pitch_before_resolution" in flag_types(r)) is not outbound
+
+
+def test_describing_the_customers_own_plan_is_no_pitch():
+    r = run(C("why has my direct debit gone up"),
+            A("your fixed deal ended in april so youre on the standard tariff at twenty seven p per unit"),
+            C("oh i see"), A("ive set a reminder for the next fixed deal"), C("thanks"))
+    assert flag_types(r) == [] and r.metrics["counts"]["pitches"] == 0
+
+
+def test_a_fee_quoted_while_accepting_the_no_is_no_repitch():
+    r = run(C("i need to move my flight from friday to sunday"),
+            A("before we do that did you know you can upgrade to flex plus for thirty euros"),
+            C("no just the date change please"),
+            A("of course sunday has seats the change fee is forty five euros is that ok"), C("yes fine"),
+            A("done your boarding pass is in your email"))
+    assert "refusal_then_continue" not in flag_types(r)
+    assert "pitch_before_resolution" in flag_types(r)
+
+
 def test_a_misheard_greeting_is_no_permission_request_and_the_problem_no_refusal():
     # tiny.en hears "how can I help you" as "how can I tell you": a question about what, not a request.
     r = run(A("thank you for calling how can i tell you"), C("hi my internet is not working"),

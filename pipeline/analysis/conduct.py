@@ -69,7 +69,10 @@ from .conduct_text import Match, Phrase, PhraseCompiler, PhraseError, Utterance,
 log = logging.getLogger("pipeline")
 
 PITCH_CATEGORIES = ("offer", "upgrade", "promotion", "price", "concession", "product")
-_OFFER_ANCHORS = {"{product}", "{price}", "free"}  # continuation_phrases entries that make selling talk an offer
+_OFFER_ANCHORS = {"{product}", "{price}", "free"}
+# Pitch categories that also describe: a price or a feature in a turn that accepts a "no" or describes the
+# customer's own plan is information ("of course; the change fee is forty-five euros").
+_INFO_CATEGORIES = {"price", "product"}  # continuation_phrases entries that make selling talk an offer
 _STRENGTH = {"explicit": 3, "soft": 2, "weak": 1, "implicit": 0}
 # A customer reply opening with these is a question, not a decline ("does it work abroad").
 _LEAD_INS = {"okay", "oh", "so", "um", "uh", "well", "and", "but", "hmm", "right", "yeah", "ah", "then"}
@@ -109,6 +112,8 @@ class ConductOptions:
     checkback_phrases: tuple[str, ...] = ()
     problem_phrases: tuple[str, ...] = ()
     outbound_opening_phrases: tuple[str, ...] = ()
+    inbound_opening_phrases: tuple[str, ...] = ()
+    current_plan_phrases: tuple[str, ...] = ()
     resolution_phrases: tuple[str, ...] = ()
     resolved_phrases: tuple[str, ...] = ()
     unresolved_phrases: tuple[str, ...] = ()
@@ -389,6 +394,7 @@ class _CallCues:
     unresolved: list[Cue] = field(default_factory=list)  # customer says not fixed
     affirmatives: list[Cue] = field(default_factory=list)
     outbound: list[Cue] = field(default_factory=list)
+    inbound: list[Cue] = field(default_factory=list)
     continuations: list[Cue] = field(default_factory=list)  # selling talk (counts only right after a refusal)
     soft_offers: list[Cue] = field(default_factory=list)  # unprompted selling talk naming a product/price/"free"
     proposals: list[Cue] = field(default_factory=list)  # proposals of something new (proposal_phrases): offers
@@ -433,6 +439,11 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])
                        if not _ends_on_service_noun(utt, m, service)]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
+            describes_current_plan = bool(find(utt, L["current_plan_phrases"]))
+            if describes_current_plan:
+                # "you're on the basic plan, which is two screens, 7.99": features and prices of what the
+                # customer already has answer a question; an offering phrase still makes it a pitch.
+                pitch = [p for p in pitch if p.sub not in _INFO_CATEGORIES]
             asks = [("", m) for m in find(utt, L["permission_phrases"]) if not _open_question(utt, m)]
             perm = [_cue("permission", "", i, m, utt, times[i]) for _, m in _non_overlapping(asks)]
             proposal: list[Cue] = []
@@ -450,6 +461,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.checkbacks += cues("checkback", i, "checkback_phrases")
             cc.resolutions += cues("resolution", i, "resolution_phrases")
             cc.outbound += cues("outbound", i, "outbound_opening_phrases")
+            cc.inbound += cues("inbound", i, "inbound_opening_phrases")
             cc.holds += cues("hold", i, "hold_phrases")
             cc.respects += cues("respect", i, "respect_phrases")
             cc.contrasts += cues("contrast", i, "contrast_phrases")
@@ -457,7 +469,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # Selling talk naming a product, a price or "free" is an offer the customer can decline,
             # even without an offering phrase ("we have an extra data pack, ten gigs for five dollars").
             soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling) and not cc.in_turn(cc.resolutions, i)
-                          and not _asks_about_customer(utt))
+                          and not _asks_about_customer(utt) and not describes_current_plan)
             # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
             # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
             # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
@@ -544,7 +556,9 @@ def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
     if not customer:
         return None
     first_customer = customer[0]
-    outbound = any(c.turn < first_customer for c in cc.outbound)
+    # "It's Sam from StarTV" opens an outbound call; "...how can I help?" in the same opening answers an inbound one.
+    outbound = any(c.turn < first_customer for c in cc.outbound) and not any(
+        c.turn < first_customer for c in cc.inbound)
     fallback = not outbound and options.reason_fallback_min_words > 0
     for i in customer:
         interest = cc.in_turn(cc.interest, i)
@@ -673,12 +687,15 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                         if (c.turn == r.turn and c.start > r.start) or (r.turn < c.turn < k)]
             if reopened:
                 break
-            pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches), None)
+            pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches
+                          and not (p.sub in _INFO_CATEGORIES and _moves_on(cc, k))), None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
                 # Right after a "no", selling talk about the offer is a re-pitch even without an
                 # offering phrase ("it comes with a free box"), unless the agent is doing what was asked.
-                pitch = next((p for p in cc.continuations if p.turn == k), None)
+                # A bare price in a turn that accepts the "no" is a fee being quoted, not selling.
+                pitch = next((p for p in cc.continuations if p.turn == k
+                              and not (p.phrase == "{price}" and _moves_on(cc, k))), None)
                 if pitch is None and not _moves_on(cc, k) \
                         and len(cc.utts[k].forms) >= options.continued_min_words:
                     # No acknowledgement, no close, not the customer's business: still selling
