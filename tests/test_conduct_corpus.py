@@ -36,3 +36,22 @@ def test_targets_hold_on_the_splits_the_rules_were_tuned_on(split):
     scores, mistakes = evaluate([c for c in CALLS if c.split == split], load_config().conduct)
     for flag, (p, r) in TARGETS.items():
         assert scores[flag].precision >= p and scores[flag].recall >= r, (flag, scores[flag].to_dict(), mistakes)
+
+
+def test_turn_labels_cover_the_tuning_calls_only_and_align_with_their_turns():
+    # The semantic heads learn from these; a held-out call with turn labels would leak into training.
+    from pipeline.analysis.conduct_semantic import human_labels, read_turn_labels
+
+    labels = read_turn_labels()
+    tuning = [c for c in CALLS if c.split in ("tune", "dev")]
+    assert {c.id for c in tuning} == set(labels)
+    for c in tuning:
+        assert len(labels[c.id]) == len(c.turns), c.id
+        for (role, _), tag in zip(c.turns, labels[c.id]):
+            assert tag in ({"offer", "other"} if role == "agent" else {"decline", "accept", "other"}), (c.id, tag)
+    a_txt, a_y, c_txt, c_y = human_labels(tuning, labels)
+    assert len(a_txt) + len(c_txt) == sum(len(c.turns) for c in tuning)
+    assert 0.2 < sum(a_y) / len(a_y) < 0.6 and 0.2 < sum(c_y) / len(c_y) < 0.6
+    broken = {tuning[0].id: labels[tuning[0].id][:-1]}
+    with pytest.raises(ValueError, match="labels for"):
+        human_labels(tuning[:1], broken)

@@ -159,19 +159,60 @@ def weak_labels(calls: Sequence[Any], options: Any) -> tuple[list[str], list[int
     return a_txt, a_y, c_txt, c_y
 
 
-def train(calls: Sequence[Any], options: Any, *, out_path: str | None = None, c_reg: float = 1.0) -> dict:
-    """Fit the offer and decline heads on the calls' turns (weak labels from the rules) plus the
-    config prototypes (offer/decline = 1, every other class = 0); write the weights JSON."""
+TURN_LABELS_DIR = __import__("pathlib").Path(__file__).resolve().parents[2] / "tests" / "conduct_corpus" / "turn_labels"
+
+
+def read_turn_labels(directory: Any = TURN_LABELS_DIR) -> dict[str, list[str]]:
+    """{call id: one label per turn} from ``*.labels.jsonl`` (agent offer|other, customer decline|accept|other)."""
+    import json
+    from pathlib import Path
+
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(directory).glob("*.labels.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                out[d["id"]] = list(d["turn_labels"])
+    return out
+
+
+def human_labels(calls: Sequence[Any], labels: dict[str, list[str]]) -> tuple[list[str], list[int], list[str], list[int]]:
+    """Turn texts and labels written by people, for the calls that have them (turns as written)."""
+    a_txt, a_y, c_txt, c_y = [], [], [], []
+    for call in calls:
+        tags = labels[call.id]
+        if len(tags) != len(call.turns):
+            raise ValueError(f"turn labels for {call.id}: {len(tags)} labels for {len(call.turns)} turns")
+        for (role, text), tag in zip(call.turns, tags):
+            if role == "agent":
+                a_txt.append(text)
+                a_y.append(int(tag == "offer"))
+            else:
+                c_txt.append(text)
+                c_y.append(int(tag == "decline"))
+    return a_txt, a_y, c_txt, c_y
+
+
+def train(calls: Sequence[Any], options: Any, *, out_path: str | None = None, c_reg: float = 1.0,
+          turn_labels: dict[str, list[str]] | None = None) -> dict:
+    """Fit the offer and decline heads on the calls' turns plus the config prototypes (offer/decline = 1,
+    every other class = 0); write the weights JSON. Turns of calls in ``turn_labels`` (labelled by
+    people) use those labels; the other calls' turns get weak labels from the phrase rules."""
     import json
 
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     model = load_model(options.semantic_package)
-    a_txt, a_y, c_txt, c_y = weak_labels(calls, options)
+    turn_labels = turn_labels or {}
+    a_txt, a_y, c_txt, c_y = weak_labels([c for c in calls if c.id not in turn_labels], options)
+    for acc, add in zip((a_txt, a_y, c_txt, c_y), human_labels([c for c in calls if c.id in turn_labels],
+                                                                turn_labels)):
+        acc.extend(add)
     out: dict[str, Any] = {"prototypes": prototypes_hash(options.semantic_agent_prototypes,
                                                          options.semantic_customer_prototypes),
-                           "turns": {"agent": len(a_txt), "customer": len(c_txt)}}
+                           "turns": {"agent": len(a_txt), "customer": len(c_txt)},
+                           "human_labelled_calls": sum(c.id in turn_labels for c in calls)}
     for head, txt, y, protos in (("offer", a_txt, a_y, options.semantic_agent_prototypes),
                                  ("decline", c_txt, c_y, options.semantic_customer_prototypes)):
         ptxt = [t for k, v in protos.items() for t in v]
@@ -200,7 +241,8 @@ if __name__ == "__main__":  # python -m pipeline.analysis.conduct_semantic  (ret
 
     splits = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else {"tune", "dev"}
     data = [c for c in load_corpus() if c.split in splits]
-    res = train(data, load_config().conduct, out_path=str(WEIGHTS_PATH))
-    print(f"trained on {len(data)} calls ({', '.join(sorted(splits))}): {res['turns']}, "
+    res = train(data, load_config().conduct, out_path=str(WEIGHTS_PATH), turn_labels=read_turn_labels())
+    print(f"trained on {len(data)} calls ({', '.join(sorted(splits))}; {res['human_labelled_calls']} with turn "
+          f"labels by people): {res['turns']}, "
           f"offer positives {res['offer']['positives']}, decline positives {res['decline']['positives']} "
           f"-> {WEIGHTS_PATH}")
