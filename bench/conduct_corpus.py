@@ -81,6 +81,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mistakes", action="store_true", help="list the misclassified corpus calls")
     ap.add_argument("--pipeline", action="store_true", help="also run analyze_file to measure the share of wall time")
+    ap.add_argument("--semantic", action="store_true",
+                    help="also score with the semantic layer on ([conduct] semantic = true; needs the semantic extra)")
     args = ap.parse_args()
 
     options = load_config().conduct
@@ -97,6 +99,9 @@ def main() -> None:
     corpus_table(options, "spaCy normalization (default)", args.mistakes)
     corpus_table(dataclasses.replace(options, use_spacy=False), "plain regex tokenizer (use_spacy = false)",
                  args.mistakes)
+    if args.semantic:
+        corpus_table(dataclasses.replace(options, semantic=True), "rules + semantic layer (semantic = true)",
+                     args.mistakes)
 
     # Cost on one long call.
     turns = [t for c in calls for t in c.turns]

@@ -11,8 +11,9 @@ logistic-regression heads (``conduct_semantic_weights.json``): *offer* for agent
 ``semantic_decline_threshold``.
 
 The heads are trained offline by ``python -m pipeline.analysis.conduct_semantic`` on the
-corpus's ``tune`` and ``dev`` turns only (never a held-out set), labelled by the phrase rules
-(weak labels), plus the prototype sentences of ``[conduct.semantic_agent_prototypes]`` /
+corpus's ``tune`` and ``dev`` turns only (never a held-out set), labelled by people
+(``tests/conduct_corpus/turn_labels/``; a call without such labels falls back to the phrase
+rules' weak labels), plus the prototype sentences of ``[conduct.semantic_agent_prototypes]`` /
 ``[conduct.semantic_customer_prototypes]`` (offer/decline = positive, every other class =
 negative; edit them and retrain).
 
