@@ -83,10 +83,11 @@ class Transcriber:
     """Loads the Whisper model on first use; one instance per worker process.
 
     ``cpu_threads`` is the process's thread budget (0: every core). With two or more,
-    the model gets two decoding streams of half the threads each, and a call's work
-    runs two at a time (the two legs of a stereo call; ASR beside the diarizer on
-    mono), because one CTranslate2 decode on two threads is only ~10 % faster than on
-    one (BENCHMARKS "ASR decoding"). A batch worker with one thread works sequentially.
+    a call's work runs two at a time on half the threads each (the two legs of a stereo
+    call, each on its own model instance; ASR beside the diarizer on mono), because one
+    CTranslate2 decode on two threads is only ~10 % faster than on one (BENCHMARKS "ASR
+    decoding"). A batch worker with one thread works sequentially. The second instance
+    (~110 MB) loads only when two legs are first decoded side by side.
     """
 
     def __init__(self, options: AsrOptions, *, cpu_threads: int | None = None) -> None:
@@ -95,25 +96,34 @@ class Transcriber:
         self.thread_budget = budget if budget > 0 else available_cores()
         self.streams = 2 if self.thread_budget >= 2 else 1
         self._model = None
+        self._second_model = None
         self.model_path, self.model_description = resolve_model(options.model)
 
     @property
     def model(self):
         if self._model is None:
-            from faster_whisper import WhisperModel
-
-            log.info("asr: loading %s (%s, %s)", self.model_description, self.options.device, self.options.compute_type)
-            try:
-                self._model = WhisperModel(self.model_path, device=self.options.device,
-                                           compute_type=self.options.compute_type,
-                                           cpu_threads=max(1, self.thread_budget // self.streams),
-                                           num_workers=self.streams)
-            except Exception as e:
-                raise RuntimeError(
-                    f"Could not load the Whisper model {self.model_description}: {e}. Use asr.model = 'bundled' "
-                    "(tiny.en, offline) or a local CTranslate2 model folder."
-                ) from e
+            self._model = self._load()
         return self._model
+
+    @property
+    def second_model(self):
+        """Another instance for the second stream (a CTranslate2 model serves one call at a time per worker)."""
+        if self._second_model is None:
+            self._second_model = self._load()
+        return self._second_model
+
+    def _load(self):
+        from faster_whisper import WhisperModel
+
+        log.info("asr: loading %s (%s, %s)", self.model_description, self.options.device, self.options.compute_type)
+        try:
+            return WhisperModel(self.model_path, device=self.options.device, compute_type=self.options.compute_type,
+                                cpu_threads=max(1, self.thread_budget // self.streams))
+        except Exception as e:
+            raise RuntimeError(
+                f"Could not load the Whisper model {self.model_description}: {e}. Use asr.model = 'bundled' "
+                "(tiny.en, offline) or a local CTranslate2 model folder."
+            ) from e
 
     def provenance(self) -> dict:
         import ctranslate2
@@ -136,36 +146,39 @@ class Transcriber:
             return [self.transcribe_regions(sig, regions) for sig, regions in channels]
         from concurrent.futures import ThreadPoolExecutor
 
-        _ = self.model  # load once, before two threads ask for it
-        with ThreadPoolExecutor(self.streams) as pool:
-            return list(pool.map(lambda c: self.transcribe_regions(*c), channels))
+        models = [self.model, self.second_model]  # loaded here, not by two threads at once
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(self.transcribe_regions, sig, regions, model=models[n % 2])
+                       for n, (sig, regions) in enumerate(channels)]
+            return [f.result() for f in futures]
 
-    def transcribe_regions(self, signal: np.ndarray, regions: list[Interval]) -> list[Word]:
-        """Words (recording time) spoken in ``regions`` of one channel."""
+    def transcribe_regions(self, signal: np.ndarray, regions: list[Interval], *, model=None) -> list[Word]:
+        """Words (recording time) spoken in ``regions`` of one channel (on ``model``, default the first)."""
+        model = model or self.model
         chunks = pack_regions(regions, max_chunk_s=self.options.max_chunk_s, gap_s=self.options.chunk_gap_s)
         words: list[Word] = []
         if self.options.batch_size == 1:
             for chunk in chunks:
-                words.extend(self._sequential(chunk, signal))
+                words.extend(self._sequential(model, chunk, signal))
         else:
             # Groups bound memory on long calls: features for ~8 chunks at a time, never the whole call.
             group = max(self.options.batch_size, 8)
             for g in range(0, len(chunks), group):
-                words.extend(self._batched(chunks[g : g + group], signal))
+                words.extend(self._batched(model, chunks[g : g + group], signal))
         words.sort(key=lambda w: w.start)
         return words
 
-    def _sequential(self, chunk: "Chunk", signal: np.ndarray) -> list[Word]:
-        segments, _ = self.model.transcribe(
+    def _sequential(self, model, chunk: "Chunk", signal: np.ndarray) -> list[Word]:
+        segments, _ = model.transcribe(
             chunk.gather(signal), language=self.options.language, beam_size=self.options.beam_size,
             word_timestamps=True, vad_filter=False, condition_on_previous_text=False, without_timestamps=False,
         )
         return [w for seg in segments for w in _words(seg, chunk.span_to_recording)]
 
-    def _batched(self, chunks: list["Chunk"], signal: np.ndarray) -> list[Word]:
+    def _batched(self, model, chunks: list["Chunk"], signal: np.ndarray) -> list[Word]:
         from faster_whisper import BatchedInferencePipeline
 
-        pipeline = BatchedInferencePipeline(self.model)  # holds per-call state: one per call, thread-safe
+        pipeline = BatchedInferencePipeline(model)  # holds per-call state: one per call, thread-safe
         parts = [c.gather(signal) for c in chunks]
         starts = np.concatenate(([0], np.cumsum([len(p) for p in parts]))) / SAMPLE_RATE
         clips = [{"start": float(starts[i]), "end": float(starts[i + 1])} for i in range(len(parts))]
@@ -183,7 +196,7 @@ class Transcriber:
             if any(_looks_like_a_loop(seg) for seg in segs):
                 log.debug("asr: chunk at %.1f s decoded again sequentially (suspect batched output)",
                           chunk.pieces[0].start)
-                words.extend(self._sequential(chunk, signal))
+                words.extend(self._sequential(model, chunk, signal))
                 continue
             offset = float(starts[i])
             words.extend(w for seg in segs

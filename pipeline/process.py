@@ -34,8 +34,8 @@ log = logging.getLogger("pipeline")
 
 ProgressHook = Callable[[str, dict], None]  # (stage name, details)
 
-# Longer calls run their stages one after the other even with two threads: two decode streams
-# hold ~200 MB more at once (a 2 h stereo call: 2.17 GB peak vs 1.96 GB; the budget is 2 GB).
+# Longer calls run their stages one after the other even with two threads: two legs decoded side
+# by side hold ~200 MB more at once (a 2 h stereo call: 2.17 GB peak vs 1.91 GB; the budget is 2 GB).
 CONCURRENT_MAX_S = 3600.0
 
 
