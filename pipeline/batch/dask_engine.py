@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from typing import Any, Iterator
 
-from .pool import THREAD_ENV_VARS, Outcome, Task, worker_threads
+from .pool import THREAD_ENV_VARS, Outcome, Task, restore_env, worker_threads
 from .worker import run_task, warm_up
 
 log = logging.getLogger("pipeline")
@@ -55,7 +55,7 @@ class DaskPool:
             self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=threads_per_worker,
                                         processes=True, dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
-            self._restore_env()
+            restore_env(self._saved_env)
         # one CPU thread per running call unless the config says otherwise
         self.threads = worker_threads(config, max(2, self.workers))
         if warm:
@@ -166,11 +166,4 @@ class DaskPool:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
-            self._restore_env()
-
-    def _restore_env(self) -> None:
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            restore_env(self._saved_env)

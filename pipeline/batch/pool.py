@@ -96,6 +96,15 @@ def _worker_main(conn, work_ref: str, config: Any, warm: bool, threads: int | No
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put environment variables back as ``{name: value or None (unset)}`` recorded them."""
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 class _Proc:
     def __init__(self, ctx, work_ref: str, config: Any, warm: bool, threads: int | None) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
@@ -109,11 +118,7 @@ class _Proc:
         try:
             self.process.start()
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            restore_env(saved)
         child.close()
         self.task: Task | None = None
         self.tid = 0
