@@ -324,6 +324,9 @@ def test_bad_phrase_syntax_and_unknown_categories_name_the_key(tmp_path):
     bad.write_text('[conduct.pitch_phrases]\nbribe = ["cash"]\n')
     with pytest.raises(ValueError, match="pitch_phrases.*bribe"):
         load_config(bad)
+    bad.write_text('[conduct]\nrefusal_phrases = ["i (already|just)? said no"]\n')
+    with pytest.raises(ValueError, match=r"conduct.refusal_phrases.*\[a\|b\]"):
+        load_config(bad)  # a regex "?" would silently make the group required
     bad.write_text('[conduct]\nproduct_terms = ["{nope}"]\n')
     with pytest.raises(ValueError, match="product_terms"):
         load_config(bad)
@@ -428,6 +431,57 @@ def test_a_reply_that_does_not_move_on_after_a_refusal_is_continuing():
     # ...unless a contrast follows it.
     r = run(*base, A("no problem just so you know it is usually much more expensive at the gate"), C("no"))
     assert flag_types(r) == ["refusal_then_continue"]
+
+
+def test_getting_on_with_the_customers_business_after_a_refusal_moves_on():
+    base = [C("hi my plants arrived dead"), A("sorry whats the order number"), C("its t g six six"),
+            A("are you a member of our green fingers club you get ten percent off every order"),
+            C("i dont care about that just sort my plants out")]
+    assert flag_types(run(*base, A("yes of course ill send out replacements for the dead ones on wednesday"),
+                          C("thank you"))) == ["pitch_before_resolution"]
+    # Back to selling after the business is not moving on.
+    r = run(*base, A("ill send out replacements but the club also gets you free delivery"), C("no"))
+    assert "refusal_then_continue" in flag_types(r)
+    # "understood ... but ... ill need your bank details": the business comes after the "but".
+    r = run(C("my withdrawal never arrived"), A("would you like our fixed cash account at four percent instead"),
+            C("no i need it all"),
+            A("understood so the sale went through but the payment failed ill need you to confirm your bank details"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+@pytest.mark.parametrize("reply, refused", [
+    ("no i didnt see any text", False),  # answers "did you get our text"
+    ("no it hasnt arrived", False),
+    ("no i didnt want it", True),
+    ("no im keeping my phone", True),
+])
+def test_a_no_about_a_fact_is_an_answer_not_a_refusal(reply, refused):
+    r = run(A("hi its rosa from vortex mobile did you get our text about your upgrade"), C(reply),
+            A("well youre eligible for an upgrade and weve got great deals on the new iphone"), C("bye"))
+    assert (r.metrics["counts"]["refusals"] >= 1) is refused
+
+
+def test_asr_were_at_a_sentence_start_is_we_are():
+    from pipeline.analysis.conduct_text import normalize_texts
+
+    (utt,) = normalize_texts(["were doing free surveys this month"], None)
+    assert utt.forms[:3] == ["we", "are", "doing"]
+    (utt,) = normalize_texts(["were you happy with it"], None)
+    assert utt.forms[:2] == ["were", "you"]
+    # So the selling talk is an offer and the "no" declines it.
+    r = run(A("hi its ryan from guardline have you got two minutes"), C("whats it about"),
+            A("were doing free security surveys in your area and we can fit a monitored alarm"),
+            C("no thanks were not really interested"),
+            A("ok but the installation is completely free this month"), C("no i have to go"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_a_welfare_question_right_after_the_complaint_is_no_checkback():
+    r = run(A("hi bark box its gemma"), C("hiya id like to cancel my subscription please"),
+            A("oh sorry to hear that is everything ok with biscuit"), C("yeah hes fine but hes on a special diet"),
+            A("a lot of owners in your situation switch to our sensitive recipe instead"), C("no just cancel it"),
+            A("ok thats cancelled"))
+    assert "pitch_before_resolution" in flag_types(r)
 
 
 def test_a_reply_that_neither_accepts_nor_asks_declines_the_offer():

@@ -123,6 +123,7 @@ class ConductOptions:
     acknowledgement_phrases: tuple[str, ...] = ()
     hold_phrases: tuple[str, ...] = ()
     respect_phrases: tuple[str, ...] = ()
+    business_phrases: tuple[str, ...] = ()
     contrast_phrases: tuple[str, ...] = ()
     proposal_phrases: tuple[str, ...] = ()
     service_terms: tuple[str, ...] = ()
@@ -364,6 +365,20 @@ def _open_question(utt: Utterance, m: Match) -> bool:
     return nxt >= len(utt.forms) or nxt in utt.sentence_starts
 
 
+_FACT_SUBJECTS = {"i", "we", "it", "they", "he", "she", "that"}
+_FACT_NEGATIONS = {("did", "not"), ("have", "not"), ("has", "not"), ("was", "not"), ("were", "not")}
+
+
+def _answers_fact(after_no: Sequence[str]) -> bool:
+    """ "no i did not see any text", "no it has not arrived": the "no" answers a question about a fact
+    (not "no i did not want it")."""
+    if len(after_no) < 3 or after_no[0] not in _FACT_SUBJECTS:
+        return False
+    if (after_no[1], after_no[2]) in _FACT_NEGATIONS:
+        return len(after_no) < 4 or after_no[3] not in ("want", "need", "like", "ask")
+    return after_no[1] == "never" and after_no[2] not in ("want", "need", "asked", "wanted")
+
+
 def _is_determiner_no(utt: Utterance, m: Match) -> bool:
     """A match opening on a "no" that the tagger calls a determiner ("no problem", "no charge")."""
     if utt.forms[m.first] != "no":
@@ -402,6 +417,7 @@ class _CallCues:
     acknowledgements: list[Cue] = field(default_factory=list)  # customer "ok thanks"
     holds: list[Cue] = field(default_factory=list)  # agent "let me check"
     respects: list[Cue] = field(default_factory=list)  # agent "no problem", "have a good day"
+    business: list[Cue] = field(default_factory=list)  # agent doing the customer's business ("i'll book an engineer")
     contrasts: list[Cue] = field(default_factory=list)  # agent "but", "just so you know"
     # Per turn, the semantic head's probability (agent: offer, customer: decline); None: layer off.
     sem: Any = None
@@ -465,6 +481,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.inbound += cues("inbound", i, "inbound_opening_phrases")
             cc.holds += cues("hold", i, "hold_phrases")
             cc.respects += cues("respect", i, "respect_phrases")
+            cc.business += cues("business", i, "business_phrases")
             cc.contrasts += cues("contrast", i, "contrast_phrases")
             selling = cc.in_turn(cc.continuations, i)
             # Selling talk naming a product, a price or "free" is an offer the customer can decline,
@@ -503,7 +520,9 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 brk = utt_breaks[i] if utt_breaks else frozenset()
                 utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True, breaks=[brk])[0]
                 candidates = find(utt, L["refusal_weak_phrases"])
-            weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)])
+            weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)
+                                     and not (utt.forms[m.first] == "no"
+                                              and _answers_fact(utt.forms[m.first + 1:m.first + 5]))])
             found += [_cue("refusal", "weak", i, m, utt, times[i]) for _, m in weak]
         if found:
             best = max(_STRENGTH[c.sub] for c in found)
@@ -532,8 +551,15 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             n = options.implicit_refusal_min_words
             positive = (cues("ack", i, "acknowledgement_phrases") or cues("ok", i, "resolved_phrases")
                         or cues("yes", i, "affirmative_phrases"))
+            # An answer to what the agent asked after the offer ("... whats your mums name") is no decline,
+            # nor is "no i didnt see the text" (a fact).
+            k = prev_agent[-1]
+            offered_at = max((c.start for c in cc.in_turn(cc.pitches + cc.permissions + cc.proposals, k)), default=-1.0)
+            asked_details = any(b.start > offered_at for b in cc.in_turn(cc.business, k))
+            forms = [f for f in utt.forms if f not in _LEAD_INS]
+            asked_details |= bool(forms) and forms[0] == "no" and _answers_fact(forms[1:5])
             if n and len(utt.forms) >= n and agent_real_offer[prev_agent[-1]] and not interest and not question \
-                    and not positive:
+                    and not positive and not asked_details:
                 cc.refusals.append(Cue("refusal", "implicit", i, turn.start, turn.end, text=turn.transcript,
                                        phrase=""))
         cc.interest += sorted(interest, key=lambda c: c.start)
@@ -582,6 +608,9 @@ def _next_customer_turn(cc: _CallCues, i: int) -> int | None:
     return None
 
 
+_CHECKBACK_MIN_ANSWER_WORDS = 8  # words; a checkback in the agent's first reply needs an answer this long before it
+
+
 def _resolution(cc: _CallCues, after: float, reason_turn: int = -1) -> dict | None:
     """Earliest point where the customer's problem was handled (see module docstring)."""
     events: list[tuple[float, dict]] = []
@@ -597,9 +626,12 @@ def _resolution(cc: _CallCues, after: float, reason_turn: int = -1) -> dict | No
             continue  # "it's down again" in the complaint itself
         if c.end >= after and not any(u.turn == c.turn and u.start <= c.start for u in cc.unresolved):
             events.append((c.start, {"by": "customer", **c.to_dict()}))
+    first_reply = next((k for k in range(reason_turn + 1, len(cc.turns)) if cc.turns[k].role == AGENT), None)
     for c in cc.checkbacks:
         if c.end < after:
             continue
+        if c.turn == first_reply and c.first < _CHECKBACK_MIN_ANSWER_WORDS and not cc.in_turn(cc.resolutions, c.turn):
+            continue  # "oh sorry is everything ok with biscuit" right after the complaint asks; it checks no fix
         nxt = _next_customer_turn(cc, c.turn)
         if nxt is None:
             continue
@@ -657,11 +689,14 @@ def _moves_on(cc: _CallCues, k: int) -> bool:
     good day") not followed by a "but" / "just so you know", or doing the customer's business?"""
     if cc.in_turn(cc.resolutions, k):
         return True
-    respects = cc.in_turn(cc.respects, k)
+    # Getting on with what the customer asked ("ill book an engineer", "whats the postcode") accepts the no too.
+    respects = cc.in_turn(cc.respects, k) + cc.in_turn(cc.business, k)
     if not respects:
         return False
     first = min(r.start for r in respects)
-    return not any(c.start >= first for c in cc.in_turn(cc.contrasts, k))
+    contrasts = [c.start for c in cc.in_turn(cc.contrasts, k) if c.start >= first]
+    # "understood, the payment failed but ill need your bank details": back to the business after the "but".
+    return not contrasts or any(b.start > max(contrasts) for b in cc.in_turn(cc.business, k))
 
 
 def _is_question(cc: _CallCues, i: int) -> bool:
@@ -687,7 +722,8 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
             if reopened:
                 break
             pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches
-                          and not (p.sub in _INFO_CATEGORIES and _moves_on(cc, k))), None)
+                          and not ((p.sub in _INFO_CATEGORIES or p.sub == "proposal") and _moves_on(cc, k))),
+                         None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
                 # Right after a "no", selling talk about the offer is a re-pitch even without an

@@ -50,8 +50,13 @@ _IS_BEFORE = {"that", "there", "what", "it", "he", "she", "who", "here", "where"
 _ILL_NEXT = {"pass", "think", "take", "call", "be", "do", "have", "get", "try", "check", "go", "put", "add", "let",
              "need", "just", "send", "remove", "book", "sign", "look", "stick", "keep", "see", "wait", "pay", "leave",
              "probably", "definitely", "consider", "talk", "give", "make", "transfer", "update", "process", "cancel"}
-_ID_NEXT = {"like", "rather", "love", "prefer", "be", "have", "need", "want", "just", "really", "also"}
+_ID_NEXT = {"like", "rather", "love", "prefer", "be", "have", "need", "want", "just", "really", "also", "go", "grab",
+            "add", "get", "take", "pick", "choose", "recommend", "say", "suggest", "stick", "definitely", "probably"}
 _SENT_END = {".", "?", "!"}
+# A sentence-opening "were" (after these lead-ins too) is ASR's "we're" unless a subject follows ("were you ...").
+_WERE_AFTER = {"um", "uh", "so", "well", "oh", "yeah", "and", "but", "okay", "ok", "no", "yes", "right", "look", "hmm", "erm"}
+_WERE_QUESTION_NEXT = {"you", "they", "there", "we", "i", "he", "she", "it", "the", "these", "those", "any", "all", "your",
+                       "my", "his", "her", "their", "our", "both", "either"}
 _NUM_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
               "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
               "half").split()
@@ -63,7 +68,7 @@ _SLOTS_BUILTIN = {
     # $20 | 20 dollars | twenty nine ninety nine | 45 a month | half price
     "price": (rf"(?:(?: \$)(?: {_NUM_RE})+|(?: {_NUM_RE})+ {_CURRENCY}|(?: {_NUM_RE})+ {_PERIOD}"
               rf"|(?: {_NUM_RE})+ (?:more|extra|less|off)|(?: {_NUM_RE}){{2,}} (?:ninety nine|ninety five)"
-              rf"|(?: (?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|nine|nineteen)) ninety nine"
+              rf"|(?: {_NUM_RE}) (?:ninety nine|ninety five|forty nine)"
               r"| half (?:price|off))"),
 }
 
@@ -156,7 +161,10 @@ def utterance_from_tokens(text: str, toks: Sequence[tuple[str, str, int, str, bo
         else:
             prev = u.forms[-1] if u.forms else ""
             nxt = lows[k + 1] if k + 1 < len(lows) else ""
-            forms = _expand(low, norm.lower(), prev, nxt, pos)
+            if low == "were" and (sent_start or prev in _WERE_AFTER) and nxt and nxt not in _WERE_QUESTION_NEXT:
+                forms = ["we", "are"]  # ASR's "were doing free surveys" is "we're"; "were you" stays a question
+            else:
+                forms = _expand(low, norm.lower(), prev, nxt, pos)
         if forms and sent_start:
             u.sentence_starts.add(len(u.forms))
             sent_start = False
@@ -329,6 +337,9 @@ class PhraseCompiler:
                     raise PhraseError(f"unexpected {t!r} in phrase {phrase!r}")
                 elif t == "^":
                     raise PhraseError(f"'^' must open the phrase {phrase!r}")
+                elif t == "?":
+                    # A regex habit that would otherwise be dropped silently and make the group required.
+                    raise PhraseError(f"'?' is not phrase syntax in {phrase!r}: write optional words as [a|b]")
                 else:
                     out.append(self.literal(t))
                     pos += 1
