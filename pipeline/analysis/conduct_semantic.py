@@ -4,7 +4,8 @@ decline", from sentence embeddings.
 Phrase rules miss new wordings of an offer, a decline or a re-pitch ("we can knock twenty
 percent off if you go annual", "nah we're sorted"). Here each turn (in half-overlapping windows
 of at most ``semantic_window_words`` words) is embedded with a small sentence model (MiniLM,
-bundled in a pip package, loaded once per process, never downloaded) and scored by two
+bundled in a pip package, run by the numpy encoder of ``pipeline/sentence_encoder.py``, loaded once
+per process, never downloaded) and scored by two
 logistic-regression heads (``conduct_semantic_weights.json``): *offer* for agent turns,
 *decline* for customer turns; a turn is in the class when its best window's probability reaches
 ``semantic_pitch_threshold`` (``semantic_repitch_threshold`` right after a refusal) /
@@ -82,8 +83,7 @@ def head_scores(model: Any, texts: Sequence[str], head: tuple, *, window_words: 
         for w in _windows(t.lower(), window_words):
             owners.append(n)
             windows.append(w)
-    emb = model.encode(windows, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                       show_progress_bar=False)
+    emb = model.encode(windows, batch_size=64)
     coef, b = head
     p = 1.0 / (1.0 + np.exp(-(emb @ coef + b)))
     out = [0.0] * len(texts)
@@ -220,8 +220,7 @@ def train(calls: Sequence[Any], options: Any, *, out_path: str | None = None, c_
         py = [int(k == head) for k, v in protos.items() for _ in v]
         texts = [t.lower() for t in txt] + ptxt
         ys = np.array(y + py)
-        emb = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=False)
+        emb = model.encode(texts, batch_size=64)
         weights = np.array([1.0] * len(txt) + [3.0] * len(ptxt))  # a hand-written prototype counts 3 turns
         lr = LogisticRegression(C=c_reg, max_iter=2000, class_weight="balanced")
         lr.fit(emb, ys, sample_weight=weights)
