@@ -75,7 +75,8 @@ _OFFER_ANCHORS = {"{product}", "{price}", "free"}  # continuation_phrases entrie
 _INFO_CATEGORIES = {"price", "product"}
 _STRENGTH = {"explicit": 3, "soft": 2, "weak": 1, "implicit": 0}
 # Words skipped before a reply's opener.
-_LEAD_INS = {"okay", "oh", "so", "um", "uh", "well", "and", "but", "hmm", "right", "yeah", "ah", "then"}
+_LEAD_INS = {"okay", "oh", "so", "um", "uh", "well", "and", "but", "hmm", "right", "yeah", "ah", "then", "mm", "mmm",
+             "erm", "er", "hm"}
 _WH_WORDS = {"how", "what", "when", "where", "why", "who", "which"}
 # A customer reply opening with these is a question, not a decline ("does it work abroad").
 _QUESTION_OPENERS = {"do", "does", "did", "is", "are", "can", "could", "would", "will", "what", "how", "which", "when",
@@ -385,7 +386,8 @@ def _is_determiner_no(utt: Utterance, m: Match) -> bool:
         return False
     nxt = utt.forms[m.first + 1] if m.first + 1 < len(utt.forms) else ""
     if nxt in ("thanks", "thank", "i", "we", "that", "it", "no", "not", "sir", "really", "just", "please", "need",
-               "way", ""):
+               "way", "", "weve", "ive", "im", "you", "they", "he", "she", "honestly", "actually", "mate", "love",
+               "sorry", "ta", "cheers", "okay", "dear", "madam", "maam", "thats"):
         return False  # "no thanks", "no I ...", and after an offer "no need", "no way": declines, whatever the tag
     pos = utt.pos[m.first]
     if pos:
@@ -430,6 +432,14 @@ class _CallCues:
         return [c for c in cues if c.turn == i]
 
 
+def _opener(utt: Utterance) -> str:
+    return next((f for f in utt.forms if f not in _LEAD_INS), "")
+
+
+def _prev_customer_turn(turns: list[Turn], i: int) -> int:
+    return next((k for k in range(i - 1, -1, -1) if turns[k].role == CUSTOMER), -1)
+
+
 def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: ConductOptions,
             nlp: Any = None, utt_breaks: Sequence[frozenset[int]] | None = None, sem: Any = None) -> _CallCues:
     cc = _CallCues(turns=turns, utts=utts, sem=sem)
@@ -453,8 +463,11 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.continuations += cues("pitch", i, "continuation_phrases", "selling_point")
             # "would you like to get the order by email": a phrase ending on a service noun ("the order")
             # offers the customer's own business, not a product.
+            # "ive moved you to the basic plan": an offering phrase inside a report of what was done is no pitch.
+            done = find(utt, L["resolution_phrases"])
             matches = [(cat, m) for cat in PITCH_CATEGORIES for m in find(utt, rules.pitch[cat])
-                       if not _ends_on_service_noun(utt, m, service)]
+                       if not _ends_on_service_noun(utt, m, service)
+                       and not any(d.first <= m.last and m.first <= d.last for d in done)]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
             describes_current_plan = bool(find(utt, L["current_plan_phrases"]))
             if describes_current_plan:
@@ -508,8 +521,14 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             continue
         # Customer turn: what did the agent just do?
         prev_agent = [k for k in agent_idx][-max(1, options.offer_context_agent_turns):]
-        offer_recent = any(agent_offer[k] for k in prev_agent)
+        # An outbound opening ("following up your quote for the cruise") is the offer a soft "ill pass" declines.
+        offer_recent = any(agent_offer[k] or cc.in_turn(cc.outbound, k) for k in prev_agent)
         offer_last = bool(prev_agent) and agent_offer[prev_agent[-1]]
+        # "how much after that" -> agent answers -> "no cancel please": the no still answers the offer.
+        pc = _prev_customer_turn(turns, i)
+        asked_about_offer = (pc >= 0 and bool(cc.in_turn(cc.interest, pc))
+                             and ("?" in turns[pc].transcript or _opener(utts[pc]) in _QUESTION_OPENERS))
+        offer_last = offer_last or (offer_recent and asked_about_offer)
         found: list[Cue] = cues("refusal", i, "refusal_explicit_phrases", "explicit")
         if offer_recent:
             found += cues("refusal", i, "refusal_phrases", "soft")
@@ -520,7 +539,9 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 brk = utt_breaks[i] if utt_breaks else frozenset()
                 utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True, breaks=[brk])[0]
                 candidates = find(utt, L["refusal_weak_phrases"])
+            accepts_after = [m.first for m in find(utt, L["acceptance_phrases"])]
             weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)
+                                     and not any(a == m.first + 1 for a in accepts_after)  # "no yeah go on"
                                      and not (utt.forms[m.first] == "no"
                                               and _answers_fact(utt.forms[m.first + 1:m.first + 5]))])
             found += [_cue("refusal", "weak", i, m, utt, times[i]) for _, m in weak]
@@ -536,8 +557,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 talk = [c for c in cc.in_turn(cc.continuations, k) if c.phrase in _OFFER_ANCHORS]
                 cc.soft_offers += talk[:1]
         interest = cues("interest", i, "interest_phrases", "signal")
-        opener = next((f for f in utt.forms if f not in _LEAD_INS), "")
-        question = "?" in turn.transcript or opener in _QUESTION_OPENERS
+        question = "?" in turn.transcript or _opener(utt) in _QUESTION_OPENERS
         if offer_last and not found and not interest and not question and not cues("accept", i, "acceptance_phrases") \
                 and cc.sem_p(i) >= options.semantic_decline_threshold:
             # Embeddings: a decline the phrase lists did not catch ("nah we're sorted").
@@ -729,7 +749,9 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 # Right after a "no", selling talk about the offer is a re-pitch even without an
                 # offering phrase ("it comes with a free box"), unless the agent is doing what was asked.
                 # A bare price in a turn that accepts the "no" is a fee being quoted, not selling.
-                pitch = next((p for p in cc.continuations if p.turn == k
+                # Naming the plan while doing what was asked ("ill leave you on the current plan") is no selling.
+                excused = _moves_on(cc, k) and bool(cc.in_turn(cc.business, k) or cc.in_turn(cc.resolutions, k))
+                pitch = next((p for p in cc.continuations if p.turn == k and not excused
                               and not (p.phrase == "{price}" and _moves_on(cc, k))), None)
                 if pitch is None and not _moves_on(cc, k) \
                         and len(cc.utts[k].forms) >= options.continued_min_words:

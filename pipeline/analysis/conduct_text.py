@@ -61,8 +61,9 @@ _NUM_WORDS = ("zero one two three four five six seven eight nine ten eleven twel
               "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
               "half").split()
 _NUM_RE = r"(?:\d[\d.,]*|" + "|".join(_NUM_WORDS) + r")"
-_CURRENCY = r"(?:dollars?|bucks|pounds?|quid|euros?|cents?|percent|grand|points)"
-_PERIOD = r"(?:a|per|each|every) (?:month|year|day|week|night|seat|user|visit|line|person|session|class|lesson|hour)"
+_CURRENCY = r"(?:dollars?|bucks|pounds?|quid|euros?|cents?|pence|p|percent|grand|points)"
+_PERIOD = (r"(?:a|per|each|every) (?:month|year|day|week|night|seat|user|visit|line|person|session|class|lesson|hour"
+           r"|parcel|order|item|delivery|transaction|litre|liter|unit|gig|licen[cs]e|device|van|vehicle|terminal)")
 _SLOTS_BUILTIN = {
     "number": rf"(?: {_NUM_RE})+",
     # $20 | 20 dollars | twenty nine ninety nine | 45 a month | half price
