@@ -133,7 +133,7 @@ class ConductOptions:
     semantic_weights: str = ""
     semantic_pitch_threshold: float = 0.9
     semantic_repitch_threshold: float = 0.6
-    semantic_decline_threshold: float = 0.5
+    semantic_decline_threshold: float = 0.6
     semantic_window_words: int = 24
     semantic_agent_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     semantic_customer_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
