@@ -484,6 +484,36 @@ def test_a_welfare_question_right_after_the_complaint_is_no_checkback():
     assert "pitch_before_resolution" in flag_types(r)
 
 
+def test_a_company_name_in_the_greeting_is_no_offer_and_booking_a_repair_is_a_request():
+    # "hello furry friends insurance": a "yes hello" after it is no acceptance, so the call is not an inquiry.
+    r = run(A("hello furry friends insurance you speak to tanya"),
+            C("yes hello my claim for the dog operation is three weeks no money where is it"),
+            A("i see you dont have the dental cover its only three pound extra a month"), C("not interested"),
+            A("ok the claim was approved yesterday"))
+    assert r.metrics["reason_for_calling"]["kind"] != "inquiry"
+    assert "pitch_before_resolution" in flag_types(r)
+    # The same words read two ways: the longer match decides.
+    repair = run(C("hi ive cracked my screen and i want to book a repair"),
+                 A("a lot of people in your situation go for an upgrade instead"), C("no just the repair"),
+                 A("ok ive booked it for saturday"))
+    room = run(C("hi i want to book a double room for two nights"),
+               A("would you like breakfast with that its nine pounds"), C("no thanks"), A("ok thats booked"))
+    assert "pitch_before_resolution" in flag_types(repair)
+    assert "pitch_before_resolution" not in flag_types(room)
+
+
+@pytest.mark.parametrize("offer, decline", [
+    ("what i can do is match that so youd pay twenty five with us", "no ive already signed with them"),
+    ("have you thought about adding a pt session", "moneys tight at the moment to be honest"),
+    ("you might wanna think about a few sessions with a trainer we do six for ninety", "um not right now"),
+])
+def test_retention_and_soft_selling_frames_are_offers_a_soft_no_declines(offer, decline):
+    r = run(C("hi can you book me onto the spin class"), A("done youre booked in"), C("nice one"),
+            A(offer), C(decline), A("well if you did wed also give you the first month free"), C("no"))
+    assert r.metrics["counts"]["refusals"] >= 1
+    assert "refusal_then_continue" in flag_types(r)
+
+
 def test_a_reply_that_neither_accepts_nor_asks_declines_the_offer():
     r = run(C("hi can you check my speed"), A("you are getting the full hundred megs"), C("good thanks"),
             A("would you like to upgrade to our five hundred meg plan"), C("a hundred is plenty for us"),

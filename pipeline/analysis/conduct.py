@@ -313,7 +313,8 @@ def _asks_about_customer(utt: Utterance) -> bool:
     if forms[0] in {"did", "is", "are", "was", "were", "what", "which", "when", "where", "why", "who", "does", "has",
                     "have"}:
         return True
-    return forms[0] == "do" and len(forms) > 2 and forms[2] in {"have", "use", "know", "need", "own", "still", "see"}
+    return forms[0] == "do" and len(forms) > 2 and forms[2] in {"have", "use", "know", "need", "own", "still", "see",
+                                                                 "recognise", "recognize", "remember", "live"}
 
 
 _FUNCTION_WORDS = {"a", "an", "the", "our", "your", "my", "some", "any", "to", "too", "also", "as", "well", "for", "with",
@@ -469,11 +470,15 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                        if not _ends_on_service_noun(utt, m, service)
                        and not any(d.first <= m.last and m.first <= d.last for d in done)]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
-            describes_current_plan = bool(find(utt, L["current_plan_phrases"]))
+            own_plan = find(utt, L["current_plan_phrases"])
+            describes_current_plan = bool(own_plan)
             if describes_current_plan:
                 # "you're on the basic plan, which is two screens, 7.99": features and prices of what the
-                # customer already has answer a question; an offering phrase still makes it a pitch.
-                pitch = [p for p in pitch if p.sub not in _INFO_CATEGORIES]
+                # customer already has answer a question; an offering phrase still makes it a pitch,
+                # unless it is part of the plan's own name ("you're on the monthly no contract plan").
+                pitch = [p for p in pitch if p.sub not in _INFO_CATEGORIES
+                         and not (p.sub in ("concession", "promotion")
+                                  and any(c.first <= p.first <= c.last + 3 for c in own_plan))]
             asks = [("", m) for m in find(utt, L["permission_phrases"]) if not _open_question(utt, m)]
             perm = [_cue("permission", "", i, m, utt, times[i]) for _, m in _non_overlapping(asks)]
             proposal: list[Cue] = []
@@ -500,7 +505,9 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # Selling talk naming a product, a price or "free" is an offer the customer can decline,
             # even without an offering phrase ("we have an extra data pack, ten gigs for five dollars").
             soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling) and not cc.in_turn(cc.resolutions, i)
-                          and not _asks_about_customer(utt) and not describes_current_plan)
+                          and not _asks_about_customer(utt) and not describes_current_plan
+                          # "furry friends insurance, you speak to tanya": the company's name, not selling
+                          and (customer_said or not find(utt, L["inbound_opening_phrases"])))
             # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
             # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
             # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
@@ -608,7 +615,9 @@ def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
     for i in customer:
         interest = cc.in_turn(cc.interest, i)
         problem = cc.in_turn(cc.problems, i)
-        if interest and (not problem or interest[0].start < problem[0].start):
+        # Same words, both readings ("i want to book ..."): the longer match decides ("... a repair" is a request).
+        if interest and (not problem or interest[0].start < problem[0].start
+                         or (interest[0].start == problem[0].start and interest[0].end >= problem[0].end)):
             return {"kind": "inquiry", "turn": i, "start": interest[0].start, "end": interest[0].end,
                     "text": turns[i].transcript, "phrase": interest[0].phrase}
         if problem:
@@ -797,7 +806,9 @@ def _pbr_flag(cc: _CallCues, reason: dict | None, resolution: dict | None, first
         return None  # the agent opened with a pitch: a sales call, not a service call
     if resolution is not None and resolution["start"] <= first_pitch.start:
         return None
-    invited = [c for c in cc.interest if reason["start"] <= c.start <= first_pitch.start]
+    # Interest invites the pitch, unless it is the reason's own words read as a request ("i want to book a repair").
+    invited = [c for c in cc.interest if reason["start"] <= c.start <= first_pitch.start
+               and not (c.turn == reason["turn"] and c.start < reason["end"] and c.end > reason["start"])]
     if invited:
         return None
     rt, pt = cc.turns[reason["turn"]], cc.turns[first_pitch.turn]
