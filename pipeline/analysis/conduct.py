@@ -437,6 +437,10 @@ def _opener(utt: Utterance) -> str:
     return next((f for f in utt.forms if f not in _LEAD_INS), "")
 
 
+def _opens_with_question(turn: Turn, utt: Utterance) -> bool:
+    return "?" in turn.transcript or _opener(utt) in _QUESTION_OPENERS
+
+
 def _prev_customer_turn(turns: list[Turn], i: int) -> int:
     return next((k for k in range(i - 1, -1, -1) if turns[k].role == CUSTOMER), -1)
 
@@ -533,8 +537,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         offer_last = bool(prev_agent) and agent_offer[prev_agent[-1]]
         # "how much after that" -> agent answers -> "no cancel please": the no still answers the offer.
         pc = _prev_customer_turn(turns, i)
-        asked_about_offer = (pc >= 0 and bool(cc.in_turn(cc.interest, pc))
-                             and ("?" in turns[pc].transcript or _opener(utts[pc]) in _QUESTION_OPENERS))
+        asked_about_offer = pc >= 0 and bool(cc.in_turn(cc.interest, pc)) and _opens_with_question(turns[pc], utts[pc])
         offer_last = offer_last or (offer_recent and asked_about_offer)
         found: list[Cue] = cues("refusal", i, "refusal_explicit_phrases", "explicit")
         if offer_recent:
@@ -564,7 +567,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 talk = [c for c in cc.in_turn(cc.continuations, k) if c.phrase in _OFFER_ANCHORS]
                 cc.soft_offers += talk[:1]
         interest = cues("interest", i, "interest_phrases", "signal")
-        question = "?" in turn.transcript or _opener(utt) in _QUESTION_OPENERS
+        question = _opens_with_question(turn, utt)
         if offer_last and not found and not interest and not question and not cues("accept", i, "acceptance_phrases") \
                 and cc.sem_p(i) >= options.semantic_decline_threshold:
             # Embeddings: a decline the phrase lists did not catch ("nah we're sorted").
@@ -585,7 +588,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             asked_details = any(b.start > offered_at for b in cc.in_turn(cc.business, k))
             forms = [f for f in utt.forms if f not in _LEAD_INS]
             asked_details |= bool(forms) and forms[0] == "no" and _answers_fact(forms[1:5])
-            if n and len(utt.forms) >= n and agent_real_offer[prev_agent[-1]] and not interest and not question \
+            if n and len(utt.forms) >= n and agent_real_offer[k] and not interest and not question \
                     and not positive and not asked_details:
                 cc.refusals.append(Cue("refusal", "implicit", i, turn.start, turn.end, text=turn.transcript,
                                        phrase=""))
