@@ -18,8 +18,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first and pinned, so pyannote.audio's "torch>=..." takes the wheel on disk
 # instead of resolving to the newest release.
-"$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1"
-"$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" "pyannote.audio==4.0.7" \
+"$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check "torch==2.14.1"
+"$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check "torch==2.14.1" "pyannote.audio==4.0.7" \
     "pytest==9.2.0" "av==18.1.0" "webrtcvad==2.0.10" "setuptools<81" "PyYAML==6.0.3"
 # callqa and all its other dependencies, but not its torch pin (2.13.0): the venv keeps 2.14.1 for pyannote.
 if [ -f pyproject.toml ]; then
@@ -28,8 +28,8 @@ import tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 print("\n".join(d for d in deps if not d.replace(" ", "").startswith("torch=")))
 PY
-    "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" -r "$VENV/callqa-deps.txt"
-    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e .
+    "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check "torch==2.14.1" -r "$VENV/callqa-deps.txt"
+    "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check --no-deps -e .
 fi
 "$VENV/bin/python" - <<'PY'
 import pyannote.audio, torch
