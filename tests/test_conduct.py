@@ -535,3 +535,66 @@ def test_phrase_words_match_their_inflections():
     assert "pitch_before_resolution" in flag_types(run(*turns))
     strict = dc.replace(OPTS, inflect_words=False, soft_offer_is_pitch=False)
     assert "pitch_before_resolution" not in flag_types(run(*turns, options=strict))
+
+
+# --- round 12: each rule change, with the case it must not break ------------------------------
+
+def test_a_proposal_that_quotes_its_price_is_a_re_pitch_even_after_an_okay():
+    r = run(C("hi id like to book a car for next weekend"), A("sure ive got a focus for one twenty do you want sat nav with it eight pound a day"),
+            C("no ill use my phone"), A("okay and do you need a child seat were doing them at five a day"), C("no"))
+    assert flag_types(r) == ["refusal_then_continue"]
+    # The same okay before a service question (no price) is the agent moving on.
+    r = run(C("hi id like to book a car for next weekend"), A("sure ive got a focus for one twenty do you want sat nav with it eight pound a day"),
+            C("no ill use my phone"), A("okay and do you need a receipt by email"), C("no"))
+    assert flag_types(r) == []
+
+
+def test_a_bare_no_to_an_outbound_opening_is_a_refusal():
+    turns = [A("hi there its kyle from zapmobile have you got a sec to talk about your mobile"), C("no"),
+             A("ok so we could probably save you around ten pounds a month with the same data"), C("mate i said no")]
+    assert flag_types(run(*turns)) == ["refusal_then_continue"]
+    # An inbound greeting that names the agent's team is no sales opening: "no" there answers.
+    r = run(A("thanks for calling homeworld this is priya from the delivery team how can i help"), C("no"),
+            A("sorry i didnt catch that"), C("my parcel has not arrived"))
+    assert r.metrics["counts"]["refusals"] == 0
+
+
+def test_a_fix_followed_by_honestly_and_a_price_goes_back_to_selling():
+    base = [C("hi my suitcase didnt arrive and i paid for a seat i didnt get"),
+            A("ive logged the bag and just so you know our travel insurance covers delayed baggage"), C("no thanks"),
+            A("no problem now the seat i can see you paid forty five"), C("yeah")]
+    r = run(*base, A("ive refunded the forty five and honestly the insurance would have covered your bag its nineteen ninety nine a trip"))
+    assert "refusal_then_continue" in flag_types(r)
+    r = run(*base, A("ive refunded the forty five pounds to your card"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_a_reason_for_saying_no_does_not_reopen_the_offer():
+    # "found something cheaper" names a product the customer chose elsewhere; it asks for nothing.
+    r = run(A("hello its sam from elmbridge insurance calling about your renewal"), C("im not interested ive found something cheaper"),
+            A("okay can i ask how much they quoted you"), C("two hundred and ten"), A("right i can match that today"))
+    assert flag_types(r) == ["refusal_then_continue"]
+    # "i just want to know about the claim" is the customer's own business, not interest in the offer.
+    r = run(C("hi im ringing about my claim"), A("were running a deal on dental cover its just four pounds a month"),
+            C("not interested i just want to know about the claim"), A("fair enough its just that dental is the thing people wish they had later"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_a_question_about_what_happened_is_no_pitch():
+    r = run(C("hi i got rear ended this morning"), A("sorry to hear that would you like our accident forgiveness its three pounds a month"),
+            C("not now i just want to do the claim"), A("of course did you get the other drivers insurance info"), C("yes"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_a_price_increment_on_the_customers_own_plan_is_an_offer():
+    r = run(C("hi im locked out of my account"), A("ive reset it youre all sorted now"), C("thanks im in"),
+            A("while youre here youre on the basic plan with adverts for three pounds more you could go ad free"),
+            C("ill pass thanks"), A("or if you went annual on premium it works out two months free"))
+    assert flag_types(r) == ["refusal_then_continue"]
+
+
+def test_only_the_agent_completes_a_cancellation():
+    r = run(C("hi id like to cancel my tv package please"), A("can i ask why"), C("we dont watch it its all streaming now"),
+            A("before i do that i can do your package at half price for six months"), C("no just cancel it please"),
+            A("okay thats done your last bill is on the twentieth"))
+    assert "pitch_before_resolution" in flag_types(r)
