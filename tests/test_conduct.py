@@ -598,3 +598,59 @@ def test_only_the_agent_completes_a_cancellation():
             A("before i do that i can do your package at half price for six months"), C("no just cancel it please"),
             A("okay thats done your last bill is on the twentieth"))
     assert "pitch_before_resolution" in flag_types(r)
+
+
+# --- round 13 ------------------------------------------------------------------------------------
+
+def test_a_question_inside_the_reply_is_no_decline_and_the_answer_is_no_re_pitch():
+    r = run(C("hi my direct debit claim"), A("before i start you might be interested in our credit builder card it helps your score"),
+            C("um maybe what is it exactly"), A("its a card with a low limit so you use it for small things and pay it off each month"),
+            C("ok"))
+    assert r.metrics["counts"]["refusals"] == 0 and "refusal_then_continue" not in flag_types(r)
+
+
+def test_an_embedded_why_still_lets_the_re_pitch_count():
+    r = run(C("hi my bill is a hundred and forty its usually twenty"),
+            A("i can see you were in spain what a lot of people do is add our travel pass its five pound a day"),
+            C("eh maybe not i just want to know why its a hundred and forty"),
+            A("yeah i get it its just honestly with the pass this would not happen and theres a discount on at the moment"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_a_company_name_in_the_greeting_is_no_offer_a_no_could_refuse():
+    r = run(A("Fibre Link, this is Hannah."), C("I want to downgrade to the cheapest package. I don't need 900 meg."),
+            A("Okay. Before I do that, I could keep you on 900 for the same price as the 150 for six months."),
+            C("No, just downgrade it."), A("Okay, I've moved you to the 150 plan from your next bill."))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_a_no_to_an_identity_check_on_an_outbound_call_is_no_refusal():
+    r = run(A("hi is that mrs doyle its kirsty from the riverside hospice hope im not catching you at a bad time"),
+            C("no its fine love"), A("i just wanted to say thank you youve been giving ten pound a month for four years"),
+            C("oh thats nice"))
+    assert r.metrics["counts"]["refusals"] == 0 and flag_types(r) == []
+
+
+def test_wanting_to_go_ahead_with_the_service_does_not_reopen_the_offer():
+    r = run(C("Good morning. I'd like to transfer my pension out to my new employer's scheme."),
+            A("Before we start, have you looked at our low cost fund? It has an annual charge of just 0.3 percent."),
+            C("No, thank you. I'd like to go ahead with the transfer, please."),
+            A("Of course. I'd just mention that we can waive the annual management charge for the first year if you stay."))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_so_you_can_see_is_a_purpose_not_a_fix():
+    r = run(C("hi i want to add a sim for my daughter the basic ten gig one"), A("thats added and ill post the sim today"),
+            C("great"), A("just so you know most parents go for the unlimited its twenty two a month"),
+            C("thats a bit much for a thirteen year old"),
+            A("i get that but its only fourteen more and i can throw the first month in free so you can see if she needs it"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_naming_the_product_while_doing_what_was_asked_is_no_re_pitch():
+    r = run(A("Hi, is that Mrs Kowalski? It's Daniel from Wanderlight Travel Club."), C("Yes, hello."),
+            A("Your club membership is due for renewal next month, thirty nine pounds for the year, and I also wanted "
+              "to mention our annual travel insurance add-on, which members get for sixty."),
+            C("Hmm, maybe renew the membership, but not the insurance. We're covered through work."),
+            A("That's fine. I'll renew the membership on the card we have on file. Is that okay?"), C("Yes, that's fine."))
+    assert "refusal_then_continue" not in flag_types(r)

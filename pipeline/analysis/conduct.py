@@ -32,7 +32,7 @@ How it reads a call (every phrase list and number is in ``[conduct]`` of config/
    offer counts too ("it's free to join and you'd get free delivery"), and so does any
    reply of ``continued_min_words`` or more that neither acknowledges/closes
    (``respect_phrases``, unless a ``contrast_phrases`` "but" follows) nor does what the
-   customer asked.
+   customer asked, nor answers a question the customer asked after the no.
 6. Offers include unprompted selling talk naming a product, a price or "free"; right after
    a real offer, a reply that neither accepts, asks nor shows interest is an implicit
    refusal ("a hundred megs is plenty for us"). Before the problem is handled, selling talk
@@ -133,7 +133,7 @@ class ConductOptions:
     semantic_weights: str = ""
     semantic_pitch_threshold: float = 0.95
     semantic_repitch_threshold: float = 0.8
-    semantic_decline_threshold: float = 0.7
+    semantic_decline_threshold: float = 0.8
     semantic_window_words: int = 24
     semantic_agent_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     semantic_customer_prototypes: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -336,6 +336,8 @@ def _just_wants(before: Sequence[str]) -> bool:
     return any(a in ("just", "only") and b in ("want", "wanted", "need") for a, b in zip(before, before[1:]))
 
 
+_ASKS_FOR_TIME = {"minute", "minutes", "min", "mins", "sec", "second", "moment", "about", "regarding", "following",
+                  "ending", "expiring", "due"}
 _ALREADY_HAVE = {"found", "got", "bought", "chose", "picked", "booked", "signed"}
 _PRICED_PROPOSAL_WORDS = 10  # a price this many words after a proposal frame is that proposal's price
 
@@ -372,6 +374,12 @@ def _asked_not_offered(utt: Utterance, m: Match) -> bool:
 
 
 _PAST_QUESTION_WORDS = {"did", "have", "has", "were", "was", "had"}
+
+
+def _names_service(utt: Utterance, last: int, service: set[str]) -> bool:
+    """The first content word after position ``last`` is a service item ("... go ahead with the transfer")."""
+    nxt = [f for f in utt.forms[last + 1:last + 4] if f not in _FUNCTION_WORDS]
+    return bool(nxt) and _stem(nxt[0]) in service
 
 
 def _ends_on_service_noun(utt: Utterance, m: Match, service: set[str]) -> bool:
@@ -540,8 +548,10 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # even without an offering phrase ("we have an extra data pack, ten gigs for five dollars").
             soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling) and not cc.in_turn(cc.resolutions, i)
                           and not _asks_about_customer(utt) and not describes_current_plan
-                          # "furry friends insurance, you speak to tanya": the company's name, not selling
-                          and (customer_said or not find(utt, L["inbound_opening_phrases"])))
+                          # "furry friends insurance, you speak to tanya", "Fibre Link, this is Hannah": before the
+                          # customer has said anything, a product word is the company's name, not selling --
+                          # unless the agent says why they are calling ("calling about our savings account").
+                          and (customer_said or bool(cc.in_turn(cc.outbound, i))))
             # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
             # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
             # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
@@ -566,8 +576,10 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         offer_recent = any(agent_offer[k] or cc.in_turn(cc.outbound, k) for k in prev_agent)
         offer_last = bool(prev_agent) and agent_offer[prev_agent[-1]]
         # "have you got a sec to talk about your mobile" -> "no": a bare no refuses the call's pitch.
-        opening_last = bool(prev_agent) and bool(cc.in_turn(cc.outbound, prev_agent[-1])) \
-            and not cc.in_turn(cc.inbound, prev_agent[-1])
+        # Not "is that mrs doyle, it's kirsty from the hospice" -- "no, it's fine": only an opening that asks for
+        # the customer's time or names what the call is about.
+        opening_last = bool(prev_agent) and not cc.in_turn(cc.inbound, prev_agent[-1]) and any(
+            set(c.text.lower().split()) & _ASKS_FOR_TIME for c in cc.in_turn(cc.outbound, prev_agent[-1]))
         # "how much after that" -> agent answers -> "no cancel please": the no still answers the offer.
         pc = _prev_customer_turn(turns, i)
         asked_about_offer = pc >= 0 and bool(cc.in_turn(cc.interest, pc)) and _opens_with_question(turns[pc], utts[pc])
@@ -601,10 +613,12 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 cc.soft_offers += talk[:1]
         # "i've found something cheaper" gives a reason to say no; it asks for nothing.
         # Nor does "i just want to know about the claim": the customer's own business.
+        # Nor, after a no in the same turn, "i'd like to go ahead with the transfer": the service, not the offer.
         interest = [c for c in cues("interest", i, "interest_phrases", "signal")
                     if not set(utt.forms[max(0, c.first - 2):c.first]) & _ALREADY_HAVE
-                    and not _just_wants(utt.forms[max(0, c.first - 4):c.first])]
-        question = _opens_with_question(turn, utt)
+                    and not _just_wants(utt.forms[max(0, c.first - 4):c.first])
+                    and not (found and _names_service(utt, c.last, service))]
+        question = _opens_with_question(turn, utt) or _asks_for_information(utt)
         if offer_last and not found and not interest and not question and not cues("accept", i, "acceptance_phrases") \
                 and cc.sem_p(i) >= options.semantic_decline_threshold:
             # Embeddings: a decline the phrase lists did not catch ("nah we're sorted").
@@ -775,6 +789,22 @@ def _moves_on(cc: _CallCues, k: int) -> bool:
     return not contrasts or any(b.start > max(contrasts) for b in cc.in_turn(cc.business, k))
 
 
+def _asks_for_information(utt: Utterance) -> bool:
+    """ "um maybe what is it exactly", "oh wow whats the difference with premium": a question anywhere
+    in the turn, not only at its start (a request such as "can you just cancel it" is no question here)."""
+    forms = utt.forms
+    # "i just want to know why it's 140", "that's why i'm clearing it": an embedded wh-word asks nothing.
+    return any((f in _WH_WORDS or f in ("whats", "hows")) and (n == 0 or forms[n - 1] not in _EMBEDDING_WORDS)
+               for n, f in enumerate(forms)) \
+        or any(pair in _INFO_QUESTION_PAIRS for pair in zip(forms, forms[1:]))
+
+
+_EMBEDDING_WORDS = {"know", "understand", "tell", "me", "explain", "out", "see", "wondering", "that", "is", "ask",
+                    "asking", "sure", "idea", "matter", "about"}
+_INFO_QUESTION_PAIRS = {("is", "there"), ("are", "there"), ("does", "it"), ("does", "that"), ("is", "it"), ("is", "that"),
+                        ("do", "i"), ("would", "it"), ("will", "it"), ("would", "that")}
+
+
 def _priced(cc: _CallCues, p: Cue) -> bool:
     """ "okay, and do you need a child seat, they're five a day": a proposal quoting its price is selling,
     whatever acknowledgement opens the turn."""
@@ -815,11 +845,17 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 # A bare price in a turn that accepts the "no" is a fee being quoted, not selling.
                 # Naming the plan while doing what was asked ("ill leave you on the current plan") is no selling.
                 excused = _moves_on(cc, k) and bool(cc.in_turn(cc.business, k) or cc.in_turn(cc.resolutions, k))
-                pitch = next((p for p in cc.continuations if p.turn == k and not excused
-                              and not (p.phrase == "{price}" and _moves_on(cc, k))), None)
+                # A bare product name ("i've renewed the membership") is no selling on its own.
+                talk = cc.in_turn(cc.continuations, k)
+                pitch = next((p for p in talk if not excused
+                              and not (p.phrase == "{price}" and _moves_on(cc, k))
+                              and not (p.phrase == "{product}" and len(talk) < 2)), None)
                 # A question about the customer ("has your income changed") is not selling yet; if a pitch
                 # follows, it is caught on its own turn.
-                if pitch is None and not _moves_on(cc, k) and not _asks_about_customer(cc.utts[k]) \
+                # Nor is an answer: after "no, is the water coming back on?" the agent is answering.
+                asked = any(_asks_for_information(cc.utts[j]) or "?" in cc.turns[j].transcript
+                            for j in range(r.turn, k) if cc.turns[j].role == CUSTOMER)
+                if pitch is None and not _moves_on(cc, k) and not _asks_about_customer(cc.utts[k]) and not asked \
                         and len(cc.utts[k].forms) >= options.continued_min_words:
                     # No acknowledgement, no close, not the customer's business: still selling
                     # ("it's popular on this route, you'd board first").
