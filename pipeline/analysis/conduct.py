@@ -81,6 +81,25 @@ _WH_WORDS = {"how", "what", "when", "where", "why", "who", "which"}
 # A customer reply opening with these is a question, not a decline ("does it work abroad").
 _QUESTION_OPENERS = {"do", "does", "did", "is", "are", "can", "could", "would", "will", "what", "how", "which", "when",
                      "where", "why", "who", "whats", "hows", "am", "really"}
+# "a question anywhere in a reply": these word pairs ask for information ("is there a contract").
+_INFO_QUESTION_PAIRS = {("is", "there"), ("are", "there"), ("does", "it"), ("does", "that"), ("is", "it"), ("is", "that"),
+                        ("do", "i"), ("would", "it"), ("will", "it"), ("would", "that")}
+# A wh-word after these is embedded and asks nothing ("i just want to know why", "that's why").
+_EMBEDDING_WORDS = {"know", "understand", "tell", "me", "explain", "out", "see", "wondering", "that", "is", "ask",
+                    "asking", "sure", "idea", "matter", "about"}
+# Acknowledgements skipped before an agent's question ("great, and has your income changed").
+_ACKS = {"great", "perfect", "lovely", "brilliant", "cool", "thanks", "alright", "sure", "fine", "good", "nice"}
+# Words of an outbound opening that asks for the customer's time or names the offer ("got a sec to talk about").
+_ASKS_FOR_TIME = {"minute", "minutes", "min", "mins", "sec", "second", "moment", "about", "regarding", "following",
+                  "ending", "expiring", "due"}
+# Before an interest phrase, these make it a reason to say no ("i've found something cheaper").
+_ALREADY_HAVE = {"found", "got", "bought", "chose", "picked", "booked", "signed"}
+# "did you get the insurance info": "you get ..." after these asks what happened; it offers nothing.
+_PAST_QUESTION_WORDS = {"did", "have", "has", "were", "was", "had"}
+# Requests only the agent can complete: a customer's "it's all streaming now" is no fix of them.
+_AGENT_ONLY_REQUESTS = {"cancel", "cancelling", "canceling", "cancelled", "close", "closing", "refund", "terminate",
+                        "downgrade", "leave", "leaving"}
+_PRICED_PROPOSAL_WORDS = 10  # a price this many words after a proposal frame is that proposal's price
 
 
 @dataclass(frozen=True)
@@ -336,12 +355,6 @@ def _just_wants(before: Sequence[str]) -> bool:
     return any(a in ("just", "only") and b in ("want", "wanted", "need") for a, b in zip(before, before[1:]))
 
 
-_ASKS_FOR_TIME = {"minute", "minutes", "min", "mins", "sec", "second", "moment", "about", "regarding", "following",
-                  "ending", "expiring", "due"}
-_ALREADY_HAVE = {"found", "got", "bought", "chose", "picked", "booked", "signed"}
-_PRICED_PROPOSAL_WORDS = 10  # a price this many words after a proposal frame is that proposal's price
-
-
 def _is_increment(category: str, phrase: str) -> bool:
     return category == "price" and any(w in phrase for w in ("more", "extra", "another"))
 
@@ -373,9 +386,6 @@ def _asked_not_offered(utt: Utterance, m: Match) -> bool:
     return utt.forms[m.first] == "you" and m.first > 0 and utt.forms[m.first - 1] in _PAST_QUESTION_WORDS
 
 
-_PAST_QUESTION_WORDS = {"did", "have", "has", "were", "was", "had"}
-
-
 def _names_service(utt: Utterance, last: int, service: set[str]) -> bool:
     """The first content word after position ``last`` is a service item ("... go ahead with the transfer")."""
     nxt = [f for f in utt.forms[last + 1:last + 4] if f not in _FUNCTION_WORDS]
@@ -396,9 +406,6 @@ def _open_question(utt: Utterance, m: Match) -> bool:
     return nxt >= len(utt.forms) or nxt in utt.sentence_starts
 
 
-_AGENT_ONLY_REQUESTS = {"cancel", "cancelling", "canceling", "cancelled", "close", "closing", "refund", "terminate",
-                        "downgrade", "leave", "leaving"}
-_ACKS = {"great", "perfect", "lovely", "brilliant", "cool", "thanks", "alright", "sure", "fine", "good", "nice"}
 _FACT_SUBJECTS = {"i", "we", "it", "they", "he", "she", "that"}
 _FACT_NEGATIONS = {("did", "not"), ("have", "not"), ("has", "not"), ("was", "not"), ("were", "not")}
 
@@ -526,10 +533,9 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 # pitch_before_resolution: without a product word it may be a courtesy ("a loaner car").
                 # A proposal that quotes its price ("would you like an engineer to fit it, it's sixty pounds")
                 # sells even a service.
-                priced = [c for c in cc.in_turn(cc.continuations, i) if c.phrase == "{price}"]
                 novel = [("proposal", m) for m in find(utt, L["proposal_phrases"])
                          if _proposes_something_new(utt, m, customer_said, service)
-                         or any(m.first <= c.first <= m.last + _PRICED_PROPOSAL_WORDS for c in priced)]
+                         or _price_follows(cc, i, m.first, m.last)]
                 proposal = [_cue("pitch", "proposal", i, m, utt, times[i]) for _, m in _non_overlapping(novel)][:1]
                 cc.proposals += proposal
             cc.pitches += pitch
@@ -799,17 +805,11 @@ def _asks_for_information(utt: Utterance) -> bool:
         or any(pair in _INFO_QUESTION_PAIRS for pair in zip(forms, forms[1:]))
 
 
-_EMBEDDING_WORDS = {"know", "understand", "tell", "me", "explain", "out", "see", "wondering", "that", "is", "ask",
-                    "asking", "sure", "idea", "matter", "about"}
-_INFO_QUESTION_PAIRS = {("is", "there"), ("are", "there"), ("does", "it"), ("does", "that"), ("is", "it"), ("is", "that"),
-                        ("do", "i"), ("would", "it"), ("will", "it"), ("would", "that")}
-
-
-def _priced(cc: _CallCues, p: Cue) -> bool:
-    """ "okay, and do you need a child seat, they're five a day": a proposal quoting its price is selling,
-    whatever acknowledgement opens the turn."""
-    return p.sub == "proposal" and any(c.phrase == "{price}" and p.first <= c.first <= p.last + _PRICED_PROPOSAL_WORDS
-                                       for c in cc.in_turn(cc.continuations, p.turn))
+def _price_follows(cc: _CallCues, turn: int, first: int, last: int) -> bool:
+    """A price in the frame's words or just after them ("would you like an engineer to fit it, it's sixty
+    pounds"; "okay, and do you need a child seat, they're five a day"): the proposal quotes its price."""
+    return any(c.phrase == "{price}" and first <= c.first <= last + _PRICED_PROPOSAL_WORDS
+               for c in cc.in_turn(cc.continuations, turn))
 
 
 def _is_question(cc: _CallCues, i: int) -> bool:
@@ -836,7 +836,7 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 break
             pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches
                           and not ((p.sub in _INFO_CATEGORIES or p.sub == "proposal") and _moves_on(cc, k)
-                                   and not _priced(cc, p))),
+                                   and not (p.sub == "proposal" and _price_follows(cc, k, p.first, p.last)))),
                          None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
