@@ -654,3 +654,89 @@ def test_naming_the_product_while_doing_what_was_asked_is_no_re_pitch():
             C("Hmm, maybe renew the membership, but not the insurance. We're covered through work."),
             A("That's fine. I'll renew the membership on the card we have on file. Is that okay?"), C("Yes, that's fine."))
     assert "refusal_then_continue" not in flag_types(r)
+
+
+# --- round 14 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("offer, decline, repitch", [
+    ("i wanted to talk about moving you to managed hosting which has staging and automatic backups",
+     "honestly the budgets been signed off for the year", "totally hear you i can give you the first three months free"),
+    ("great youre registered would you also like our revision pack with past papers",
+     "no thanks ive already got the past papers", "the pack also includes examiner commentary its only twelve pounds"),
+    ("ok sorry to hear that so rather than dropping down why not stay on fifty and add the hr module",
+     "no we need to cut costs not add things", "sure what about annual prepay on the fifty tier it works out cheaper"),
+])
+def test_offer_frames_and_declines_without_a_no_are_seen(offer, decline, repitch):
+    r = run(C("hi theres a problem with my account"), A(offer), C(decline), A(repitch))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_something_youd_want_is_an_offer():
+    r = run(C("hi my black bin got missed yesterday"), A("sorry about that ive booked a return collection for tomorrow"),
+            C("oh brilliant thanks"),
+            A("no problem and while youre on is garden waste something youd want weve got spaces on the brown bin service"),
+            C("no thanks"), A("its only forty five pound for the whole year and youd get the autumn leaves collected"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_selling_after_a_fix_in_the_same_turn_is_an_offer_but_the_fix_itself_is_not():
+    r = run(C("hi i need to book pepper in for her booster"),
+            A("lovely thats booked for monday at ten and while ive got you we do a flea and worm subscription posted to "
+              "your door every month its eight ninety nine"),
+            C("hmm ill think about it"), A("honestly its cheaper than buying them over the counter and you never forget"))
+    assert "refusal_then_continue" in flag_types(r)
+    r = run(C("Hi, I can't invite new users to our workspace."),
+            A("You've hit the seat limit on your plan. I've added a free temporary seat so you can invite them now."),
+            C("Yes, that worked."))
+    assert flag_types(r) == []
+
+
+def test_picking_one_of_the_options_offered_is_no_refusal():
+    r = run(A("hi its chloe from the garage just a courtesy call your mot is due on the twentieth"), C("oh thanks"),
+            A("would you like to book it in i have the fifteenth or the eighteenth"), C("the eighteenth please"),
+            A("great and youre also due an interim service we could do both together for one forty nine"),
+            C("yeah do both"))
+    assert r.metrics["counts"]["refusals"] == 0 and "refusal_then_continue" not in flag_types(r)
+
+
+def test_asking_what_the_offer_was_reopens_it():
+    r = run(C("hi i need to give you a gas reading"), A("thanks thats on your balance is twenty in credit"), C("oh good"),
+            A("while youre on weve got a smart thermostat offer its sixty nine pound installed"), C("no thanks"),
+            A("no problem"), C("actually hang on what does it do exactly"),
+            A("it learns your routine and people typically save about eight percent on heating"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_the_only_thing_id_say_goes_back_to_selling():
+    r = run(A("Hi, it's Marcus from Pawsure, calling about Biscuit's renewal."), C("Oh, right."),
+            A("It's twenty three a month on the time limited plan. I'd really recommend looking at our lifetime plan."),
+            C("No, I'll stick with what I've got, thanks."),
+            A("Okay. The only thing I'd say is, with time limited cover you're only covered for twelve months for a "
+              "condition, whereas lifetime resets every year."))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_a_troubleshooting_question_is_no_pitch():
+    r = run(C("hello my hearing aid has stopped working"), A("oh dear lets sort that have you tried a new battery"),
+            C("yes two new ones"), A("ok ill send you a replacement receiver today free under your warranty"),
+            C("thank you"))
+    assert r.metrics["counts"]["pitches"] == 0 and flag_types(r) == []
+
+
+def test_no_we_dont_have_one_answers_a_question_about_what_the_customer_has():
+    r = run(A("hello its vikram calling from clearflow water services am i speaking with mrs brown"), C("yes this is her"),
+            A("we are calling our customers about the home plumbing and drain cover do you have any cover already for the pipes"),
+            C("no we dont have anything"),
+            A("okay so with this cover if any pipe leaks we send an engineer the same day and it is six pound per month"),
+            C("does it cover the pipe outside"))
+    assert r.metrics["counts"]["refusals"] == 0 and "refusal_then_continue" not in flag_types(r)
+
+
+def test_an_acknowledgement_into_so_explains_even_with_a_but_inside():
+    r = run(C("hi theres a line on my bill that says network access fee and i dont know what it is"),
+            A("before i get to that have you seen weve got the new fibre one fifty at twenty nine a month"),
+            C("no no just tell me what the fee is"),
+            A("no worries so the network access fee is the line rental part its been split out on the new bills but its "
+              "not a new charge youre paying the same total"),
+            C("oh ok that makes sense"))
+    assert flag_types(r) == ["pitch_before_resolution"] and r.metrics["counts"]["refusals_respected"] == 1

