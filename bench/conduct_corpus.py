@@ -6,7 +6,7 @@
 1. Corpus (tests/conduct_corpus/, see its README): precision and recall of
    ``refusal_then_continue`` and ``pitch_before_resolution`` at call level, separately for
    ``tune`` (rules written against it), ``dev`` (the first held-out set: scored once, then
-   used for tuning) and ``heldout2``/``heldout5``/``heldout7``/``heldout11`` (never used for tuning), with spaCy normalization
+   used for tuning) and ``heldout2``/``heldout5``/``heldout7``/``heldout12`` (never used for tuning), with spaCy normalization
    (default) and with the plain regex tokenizer (``use_spacy = false``).
 2. Cost: the analysis on the whole corpus joined into one long call (~25 min of talk),
    and spaCy's load time.
@@ -39,7 +39,7 @@ TARGETS = {"refusal_then_continue": (0.9, 0.85), "pitch_before_resolution": (0.8
 
 def corpus_table(options, label: str, show_mistakes: bool) -> None:
     calls = load_corpus()
-    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout2", "heldout5", "heldout7", "heldout11")}
+    splits = {name: [c for c in calls if c.split == name] for name in ("tune", "dev", "heldout2", "heldout5", "heldout7", "heldout12")}
     splits["all"] = calls
     print(f"\n{label}")
     print(f"{'split':8} {'calls':>5}  {'flag':26} {'pos':>4} {'TP':>3} {'FP':>3} {'FN':>3} {'precision':>9} {'recall':>7}  target")

@@ -18,7 +18,7 @@ def test_corpus_is_big_varied_and_holds_out_a_third():
     assert len(CALLS) >= 60
     assert len({c.id for c in CALLS}) == len(CALLS)
     splits = Counter(c.split for c in CALLS)
-    assert set(splits) <= {"tune", "dev", "heldout2", "heldout5", "heldout7", "heldout11"}
+    assert set(splits) <= {"tune", "dev", "heldout2", "heldout5", "heldout7", "heldout12"}
     assert sum(n for split, n in splits.items() if split.startswith("heldout")) >= len(CALLS) / 3
     assert len({c.domain for c in CALLS}) >= 10
     for split in splits:
