@@ -740,3 +740,99 @@ def test_an_acknowledgement_into_so_explains_even_with_a_but_inside():
               "not a new charge youre paying the same total"),
             C("oh ok that makes sense"))
     assert flag_types(r) == ["pitch_before_resolution"] and r.metrics["counts"]["refusals_respected"] == 1
+
+
+# --- round 15 ------------------------------------------------------------------------------------
+
+def test_a_short_reply_that_answers_the_phone_keeps_the_call_outbound():
+    r = run(A("hi is that daniel"), C("yeah who is it"),
+            A("hi daniel its harriet from your mobile network just a quick call we have a tablet sim offer for you its "
+              "five gig for three pound a month"),
+            C("oh right no thanks"), A("no problem thanks for your time"))
+    assert "pitch_before_resolution" not in flag_types(r)
+
+
+@pytest.mark.parametrize("request_", [
+    "hi i want to take out insurance for my kitten",
+    "hi we've taken on two new starters and i need to add two more users",
+    "hi i'd like two returns from kings cross to edinburgh on the twelfth",
+])
+def test_asking_to_buy_is_an_inquiry_not_a_problem(request_):
+    r = run(C(request_), A("lovely i can sort that and would you like to add our premium cover its six pound a month"),
+            C("no just that thanks"), A("no problem thats all done"))
+    assert r.metrics["reason_for_calling"]["kind"] == "inquiry"
+    assert "pitch_before_resolution" not in flag_types(r)
+
+
+def test_a_price_change_explained_and_the_customers_own_words_are_no_pitch():
+    r = run(C("hi um why has my bill gone up im paying twelve ninety nine now"),
+            A("so the standard plan went up from ten ninety nine on the first of the month we did send an email"),
+            C("oh i missed it ok thanks"))
+    assert flag_types(r) == []
+    r = run(C("hi i didnt get my cash back this month on my reward account"),
+            A("for the cash back you need to pay in fifteen hundred a month and have two direct debits"),
+            C("oh right i cancelled one ok thanks"))
+    assert flag_types(r) == []
+
+
+def test_a_cost_stated_while_doing_what_was_asked_is_no_re_pitch():
+    r = run(C("hi theres water coming up through my kitchen floor"),
+            A("before we look at that our home plus cover would protect you from this for five pound a month"),
+            C("not interested thanks can someone just come and find the leak"),
+            A("of course so what ill do is book a leak detection visit thats free of charge"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+def test_ill_before_any_verb_is_i_will():
+    from pipeline.analysis.conduct_text import normalize_texts
+
+    assert normalize_texts(["will do ill email it today"], None)[0].forms[:5] == ["will", "do", "i", "will", "email"]
+
+
+def test_finding_what_went_wrong_after_a_no_is_the_customers_business():
+    r = run(C("hi ive been charged after i cancelled my gym membership"),
+            A("sorry about that while youre on our premium membership is only five pound more a month"),
+            C("i dont want a membership i want my money back"),
+            A("yes sorry let me check ah i can see the cancellation was logged but the direct debit wasnt stopped thats "
+              "our error"))
+    assert "refusal_then_continue" not in flag_types(r)
+
+
+@pytest.mark.parametrize("offer, decline, repitch", [
+    ("brilliant all sorted oh while im here you might like our wifi extender if the signal struggles upstairs",
+     "nah im alright", "its free for the first three months though and you can send it back"),
+    ("so its a term policy with no cash in value but before we cancel we have a cheaper lite plan",
+     "no", "what if we went to a ten year term instead it would halve your premium"),
+    ("thats two forty nine and most people pair it with our bean subscription for eight ninety five",
+     "ill take the machine but im not bothered about the beans",
+     "the first bag is free though and you can cancel anytime so theres no commitment"),
+    ("ok so before we go through it our home plus upgrade doubles your garden cover and adds sheds and gates",
+     "ive literally just told you my fence is down i dont want adverts",
+     "i get that but if you take the upgrade today you get the first two months free"),
+])
+def test_more_offer_frames_and_declines_are_seen(offer, decline, repitch):
+    r = run(C("hi i need some help with my account please"), A(offer), C(decline), A(repitch))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+def test_a_price_sold_with_only_after_an_okay_is_a_re_pitch():
+    r = run(C("hi i want to upgrade my phone im due one"), A("great thats forty one a month on the unlimited plan"),
+            C("yeah ill have that"), A("perfect and do you want a case and insurance with it"), C("no just the phone"),
+            A("ok and the screen protector is only a tenner with this one they scratch quite easily"))
+    assert "refusal_then_continue" in flag_types(r)
+
+
+@pytest.mark.parametrize("offer, decline, repitch", [
+    ("before i sort that out can i just ask have you looked at adding critical illness to your policy",
+     "please i just want my money back",
+     "i hear you its just with critical illness youd get a lump sum its a really good bit of cover"),
+    ("okay before i do that we could set your son up on a multi car policy with you", "no hes sorting his own",
+     "sure though a multi car policy could save you both about fifteen percent"),
+    ("so were doing the season pass for next year twelve shows and i wanted to give you first dibs",
+     "ah moneys tight at the moment to be honest",
+     "yeah i get that which is why were doing it in four payments of thirty"),
+])
+def test_round_15_offer_frames_and_concessions(offer, decline, repitch):
+    r = run(A("hello you are through to customer services how can i help"), C("hi i need some help with my account"),
+            A(offer), C(decline), A(repitch))
+    assert "refusal_then_continue" in flag_types(r)

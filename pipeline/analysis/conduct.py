@@ -94,6 +94,7 @@ _STOP_WORDS = {"i", "me", "my", "we", "us", "our", "you", "your", "it", "its", "
                "or", "but", "so", "to", "of", "for", "on", "in", "at", "with", "is", "are", "was", "be", "do", "please",
                "thanks", "thank", "yes", "yeah", "no", "not", "just", "then", "um", "uh", "hmm", "mm", "oh", "okay", "ok",
                "well", "will", "would", "can", "could", "have", "has", "one", "what", "how", "if"}
+_ANSWERING_WORDS = 5  # words; a first customer turn this short ("yeah who is it") just answers the phone
 _PRICED_PROPOSAL_WORDS = 10  # a price this many words after a proposal frame is that proposal's price
 
 
@@ -350,12 +351,26 @@ _PROPOSAL_WORDS = {"would", "do", "did", "like", "want", "fancy", "have", "tried
                    "need", "team", "family", "business", "company", "kids", "partner", "household", "staff", "office"}
 
 
-_PRONOUNS = {"i", "we", "you", "it", "that", "a", "an", "the", "our", "some", "any", "another", "one", "to", "in", "on"}
+_PRONOUNS = {"i", "we", "you", "it", "that", "a", "an", "the", "our", "some", "any", "another", "one", "to", "in", "on",
+             "me", "us", "them", "him", "her"}
 
 
 def _content_stems(utt: Utterance) -> set[str]:
     """Stems of a turn's content words (not fillers, pronouns or other stop words)."""
     return {_stem(f) for f in utt.forms if f not in _STOP_WORDS}
+
+
+def _in_topic(cc: _CallCues, cue: Cue, topic: set[str]) -> bool:
+    """Every content word the cue matched was already said by the customer in ``topic``."""
+    stems = {_stem(f) for f in cc.utts[cue.turn].forms[cue.first:cue.last + 1] if f not in _STOP_WORDS}
+    return bool(stems) and stems <= topic
+
+
+def _states_free(utt: Utterance, cue: Cue) -> bool:
+    """ "the installation is free", "a visit that's free of charge": a cost stated, not "free" sold."""
+    f = utt.forms
+    return cue.phrase == "free" and ((cue.first > 0 and f[cue.first - 1] in ("is", "are"))
+                                     or f[cue.last + 1:cue.last + 3] == ["of", "charge"])
 
 
 def _just_wants(before: Sequence[str]) -> bool:
@@ -712,8 +727,12 @@ def _reason(cc: _CallCues, options: ConductOptions) -> dict | None:
         return None
     first_customer = customer[0]
     # "It's Sam from StarTV" opens an outbound call; "...how can I help?" in the same opening answers an inbound one.
-    outbound = any(c.turn < first_customer for c in cc.outbound) and not any(
-        c.turn < first_customer for c in cc.inbound)
+    # "hello?" / "yeah who's this" -> "hi, it's Leon from GreenGrid": a short first reply before the agent says who
+    # is calling answers the phone; the call is still the agent's.
+    opener_end = first_customer
+    if len(cc.utts[first_customer].forms) <= _ANSWERING_WORDS:
+        opener_end = next((i for i in range(first_customer + 1, len(turns)) if turns[i].role == CUSTOMER), len(turns))
+    outbound = any(c.turn < opener_end for c in cc.outbound) and not any(c.turn < opener_end for c in cc.inbound)
     fallback = not outbound and options.reason_fallback_min_words > 0
     for i in customer:
         interest = cc.in_turn(cc.interest, i)
@@ -896,7 +915,9 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 break
             pitch = next((p for p in cc.pitches + cc.proposals if p.turn == k and id(p) not in used_pitches
                           and not ((p.sub in _INFO_CATEGORIES or p.sub == "proposal") and _moves_on(cc, k)
-                                   and not (p.sub == "proposal" and _price_follows(cc, k, p.first, p.last)))),
+                                   and not (p.sub == "proposal" and _price_follows(cc, k, p.first, p.last))
+                                   # "ok, and the screen protector is only a tenner": a price sold, not a fee
+                                   and not _is_increment("price", cc.utts[k], p))),
                          None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
@@ -908,7 +929,7 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                 # A bare product name ("i've renewed the membership") is no selling on its own.
                 talk = cc.in_turn(cc.continuations, k)
                 pitch = next((p for p in talk if not excused
-                              and not (p.phrase == "{price}" and _moves_on(cc, k))
+                              and not ((p.phrase == "{price}" or _states_free(cc.utts[k], p)) and _moves_on(cc, k))
                               and not (p.phrase == "{product}" and len(talk) < 2)), None)
                 # A question about the customer ("has your income changed") is not selling yet; if a pitch
                 # follows, it is caught on its own turn.
@@ -1096,8 +1117,12 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     # Before the problem is handled, unprompted selling talk naming a product, a price or "free" is a
     # pitch too ("a signal booster would fix that, we sell them for eighty dollars").
     sure = [c for c in cc.sem_offers if cc.sem_p(c.turn) >= options.semantic_pitch_threshold]
-    first_sale = min(cc.pitches + (cc.soft_offers if options.soft_offer_is_pitch else []) + sure,
-                     key=lambda c: c.start, default=None)
+    # "for the cash back you need to pay in 1,500 a month" after "i didn't get my cash back": the customer's own
+    # words about their own problem are the subject, not something sold.
+    topic = _content_stems(cc.utts[reason["turn"]]) if reason else set()
+    sales = [c for c in cc.pitches + (cc.soft_offers if options.soft_offer_is_pitch else [])
+             if not _in_topic(cc, c, topic)]
+    first_sale = min(sales + sure, key=lambda c: c.start, default=None)
     pbr = _pbr_flag(cc, reason, resolution, first_sale, options)
     if pbr is not None:
         flags.append(pbr)

@@ -49,7 +49,12 @@ _IS_BEFORE = {"that", "there", "what", "it", "he", "she", "who", "here", "where"
 # "ill"/"id" (ASR for "I'll"/"I'd") only when a verb follows.
 _ILL_NEXT = {"pass", "think", "take", "call", "be", "do", "have", "get", "try", "check", "go", "put", "add", "let",
              "need", "just", "send", "remove", "book", "sign", "look", "stick", "keep", "see", "wait", "pay", "leave",
-             "probably", "definitely", "consider", "talk", "give", "make", "transfer", "update", "process", "cancel"}
+             "probably", "definitely", "consider", "talk", "give", "make", "transfer", "update", "process", "cancel",
+             "email", "confirm", "refund", "arrange", "sort", "log", "raise", "text", "reset", "fix", "note",
+             "mention", "ring", "pop", "post", "reissue", "resend", "escalate", "credit", "waive", "switch", "move",
+             "change", "set", "order", "flag", "reschedule", "speak", "write", "bring", "pull", "drop", "knock",
+             "throw", "match", "also", "only", "never", "always", "come", "stop", "start", "show", "explain", "ask",
+             "tell"}
 _ID_NEXT = {"like", "rather", "love", "prefer", "be", "have", "need", "want", "just", "really", "also", "go", "grab",
             "add", "get", "take", "pick", "choose", "recommend", "say", "suggest", "stick", "definitely", "probably"}
 _SENT_END = {".", "?", "!"}
