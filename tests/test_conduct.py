@@ -658,16 +658,40 @@ def test_naming_the_product_while_doing_what_was_asked_is_no_re_pitch():
 
 # --- round 14 ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("offer, decline, repitch", [
-    ("i wanted to talk about moving you to managed hosting which has staging and automatic backups",
+_PROBLEM = (C("hi theres a problem with my account"),)
+_HELP = (C("hi i need some help with my account please"),)
+_INBOUND = (A("hello you are through to customer services how can i help"), C("hi i need some help with my account"))
+
+
+# Rounds 14 and 15: offer frames, declines without a no, concessions.
+@pytest.mark.parametrize("opening, offer, decline, repitch", [
+    (_PROBLEM, "i wanted to talk about moving you to managed hosting which has staging and automatic backups",
      "honestly the budgets been signed off for the year", "totally hear you i can give you the first three months free"),
-    ("great youre registered would you also like our revision pack with past papers",
+    (_PROBLEM, "great youre registered would you also like our revision pack with past papers",
      "no thanks ive already got the past papers", "the pack also includes examiner commentary its only twelve pounds"),
-    ("ok sorry to hear that so rather than dropping down why not stay on fifty and add the hr module",
+    (_PROBLEM, "ok sorry to hear that so rather than dropping down why not stay on fifty and add the hr module",
      "no we need to cut costs not add things", "sure what about annual prepay on the fifty tier it works out cheaper"),
+    (_HELP, "brilliant all sorted oh while im here you might like our wifi extender if the signal struggles upstairs",
+     "nah im alright", "its free for the first three months though and you can send it back"),
+    (_HELP, "so its a term policy with no cash in value but before we cancel we have a cheaper lite plan",
+     "no", "what if we went to a ten year term instead it would halve your premium"),
+    (_HELP, "thats two forty nine and most people pair it with our bean subscription for eight ninety five",
+     "ill take the machine but im not bothered about the beans",
+     "the first bag is free though and you can cancel anytime so theres no commitment"),
+    (_HELP, "ok so before we go through it our home plus upgrade doubles your garden cover and adds sheds and gates",
+     "ive literally just told you my fence is down i dont want adverts",
+     "i get that but if you take the upgrade today you get the first two months free"),
+    (_INBOUND, "before i sort that out can i just ask have you looked at adding critical illness to your policy",
+     "please i just want my money back",
+     "i hear you its just with critical illness youd get a lump sum its a really good bit of cover"),
+    (_INBOUND, "okay before i do that we could set your son up on a multi car policy with you", "no hes sorting his own",
+     "sure though a multi car policy could save you both about fifteen percent"),
+    (_INBOUND, "so were doing the season pass for next year twelve shows and i wanted to give you first dibs",
+     "ah moneys tight at the moment to be honest",
+     "yeah i get that which is why were doing it in four payments of thirty"),
 ])
-def test_offer_frames_and_declines_without_a_no_are_seen(offer, decline, repitch):
-    r = run(C("hi theres a problem with my account"), A(offer), C(decline), A(repitch))
+def test_offer_frames_and_declines_without_a_no_are_seen(opening, offer, decline, repitch):
+    r = run(*opening, A(offer), C(decline), A(repitch))
     assert "refusal_then_continue" in flag_types(r)
 
 
@@ -798,23 +822,6 @@ def test_finding_what_went_wrong_after_a_no_is_the_customers_business():
     assert "refusal_then_continue" not in flag_types(r)
 
 
-@pytest.mark.parametrize("offer, decline, repitch", [
-    ("brilliant all sorted oh while im here you might like our wifi extender if the signal struggles upstairs",
-     "nah im alright", "its free for the first three months though and you can send it back"),
-    ("so its a term policy with no cash in value but before we cancel we have a cheaper lite plan",
-     "no", "what if we went to a ten year term instead it would halve your premium"),
-    ("thats two forty nine and most people pair it with our bean subscription for eight ninety five",
-     "ill take the machine but im not bothered about the beans",
-     "the first bag is free though and you can cancel anytime so theres no commitment"),
-    ("ok so before we go through it our home plus upgrade doubles your garden cover and adds sheds and gates",
-     "ive literally just told you my fence is down i dont want adverts",
-     "i get that but if you take the upgrade today you get the first two months free"),
-])
-def test_more_offer_frames_and_declines_are_seen(offer, decline, repitch):
-    r = run(C("hi i need some help with my account please"), A(offer), C(decline), A(repitch))
-    assert "refusal_then_continue" in flag_types(r)
-
-
 def test_a_price_sold_with_only_after_an_okay_is_a_re_pitch():
     r = run(C("hi i want to upgrade my phone im due one"), A("great thats forty one a month on the unlimited plan"),
             C("yeah ill have that"), A("perfect and do you want a case and insurance with it"), C("no just the phone"),
@@ -822,17 +829,3 @@ def test_a_price_sold_with_only_after_an_okay_is_a_re_pitch():
     assert "refusal_then_continue" in flag_types(r)
 
 
-@pytest.mark.parametrize("offer, decline, repitch", [
-    ("before i sort that out can i just ask have you looked at adding critical illness to your policy",
-     "please i just want my money back",
-     "i hear you its just with critical illness youd get a lump sum its a really good bit of cover"),
-    ("okay before i do that we could set your son up on a multi car policy with you", "no hes sorting his own",
-     "sure though a multi car policy could save you both about fifteen percent"),
-    ("so were doing the season pass for next year twelve shows and i wanted to give you first dibs",
-     "ah moneys tight at the moment to be honest",
-     "yeah i get that which is why were doing it in four payments of thirty"),
-])
-def test_round_15_offer_frames_and_concessions(offer, decline, repitch):
-    r = run(A("hello you are through to customer services how can i help"), C("hi i need some help with my account"),
-            A(offer), C(decline), A(repitch))
-    assert "refusal_then_continue" in flag_types(r)

@@ -355,14 +355,14 @@ _PRONOUNS = {"i", "we", "you", "it", "that", "a", "an", "the", "our", "some", "a
              "me", "us", "them", "him", "her"}
 
 
-def _content_stems(utt: Utterance) -> set[str]:
-    """Stems of a turn's content words (not fillers, pronouns or other stop words)."""
-    return {_stem(f) for f in utt.forms if f not in _STOP_WORDS}
+def _content_stems(forms: Sequence[str]) -> set[str]:
+    """Stems of the content words among ``forms`` (not fillers, pronouns or other stop words)."""
+    return {_stem(f) for f in forms if f not in _STOP_WORDS}
 
 
 def _in_topic(cc: _CallCues, cue: Cue, topic: set[str]) -> bool:
     """Every content word the cue matched was already said by the customer in ``topic``."""
-    stems = {_stem(f) for f in cc.utts[cue.turn].forms[cue.first:cue.last + 1] if f not in _STOP_WORDS}
+    stems = _content_stems(cc.utts[cue.turn].forms[cue.first:cue.last + 1])
     return bool(stems) and stems <= topic
 
 
@@ -377,10 +377,10 @@ def _just_wants(before: Sequence[str]) -> bool:
     return any(a in ("just", "only") and b in ("want", "wanted", "need") for a, b in zip(before, before[1:]))
 
 
-def _is_increment(category: str, utt: Utterance, m: Match) -> bool:
-    """A price said as an increment or sold ("for three quid more", "an extra five a month", "only ten a month"):
-    an offer on top of the customer's own plan, not a description of it."""
-    return category == "price" and any(f in _INCREMENT_WORDS for f in utt.forms[m.first:m.last + 1])
+def _sells(utt: Utterance, m: Match | Cue) -> bool:
+    """Words of a price or feature said to sell ("for three quid more", "an extra five a month", "only ten a
+    month"): an offer on top of what the customer has, not a description of it."""
+    return any(f in _INCREMENT_WORDS for f in utt.forms[m.first:m.last + 1])
 
 
 _INCREMENT_WORDS = {"more", "extra", "another", "only", "just"}
@@ -563,7 +563,7 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
                 # unless it is part of the plan's own name ("you're on the monthly no contract plan").
                 # A price *increment* ("for three quid more you could go ad free") is still an offer.
                 matches = [(cat, m) for cat, m in matches
-                           if (cat not in _INFO_CATEGORIES or _is_increment(cat, utt, m))
+                           if (cat not in _INFO_CATEGORIES or (cat == "price" and _sells(utt, m)))
                            and not (cat in ("concession", "promotion")
                                     and any(c.first <= m.first <= c.last + 3 for c in own_plan))]
             pitch = [_cue("pitch", cat, i, m, utt, times[i]) for cat, m in _non_overlapping(matches)]
@@ -700,9 +700,9 @@ def _detect(turns: list[Turn], utts: list[Utterance], rules: _Rules, options: Co
             forms = [f for f in utt.forms if f not in _LEAD_INS]
             asked_details |= bool(forms) and forms[0] == "no" and _answers_fact(forms[1:5])
             # "i have the fifteenth or the eighteenth" -> "the eighteenth please": picking from what was said.
-            said = _content_stems(utt)
+            said = _content_stems(utt.forms)
             # Not "no monthly is ok for me": a "no" before the echo turns the offer down.
-            echoes = bool(said) and said <= _content_stems(utts[k]) and not {"no", "nah", "nope"} & set(utt.forms)
+            echoes = bool(said) and said <= _content_stems(utts[k].forms) and not {"no", "nah", "nope"} & set(utt.forms)
             if n and len(utt.forms) >= n and agent_real_offer[k] and not interest and not question \
                     and not positive and not asked_details and not echoes:
                 cc.refusals.append(Cue("refusal", "implicit", i, turn.start, turn.end, text=turn.transcript,
@@ -917,7 +917,7 @@ def _refusal_flags(cc: _CallCues, options: ConductOptions) -> list[Flag]:
                           and not ((p.sub in _INFO_CATEGORIES or p.sub == "proposal") and _moves_on(cc, k)
                                    and not (p.sub == "proposal" and _price_follows(cc, k, p.first, p.last))
                                    # "ok, and the screen protector is only a tenner": a price sold, not a fee
-                                   and not _is_increment("price", cc.utts[k], p))),
+                                   and not _sells(cc.utts[k], p))),
                          None)
             if pitch is None and agent_after.index(k) < options.continuation_agent_turns \
                     and not cc.in_turn(cc.resolutions, k):
@@ -1119,7 +1119,7 @@ def analyze_conduct(timeline: Timeline, options: ConductOptions, *, nlp: Any = N
     sure = [c for c in cc.sem_offers if cc.sem_p(c.turn) >= options.semantic_pitch_threshold]
     # "for the cash back you need to pay in 1,500 a month" after "i didn't get my cash back": the customer's own
     # words about their own problem are the subject, not something sold.
-    topic = _content_stems(cc.utts[reason["turn"]]) if reason else set()
+    topic = _content_stems(cc.utts[reason["turn"]].forms) if reason else set()
     sales = [c for c in cc.pitches + (cc.soft_offers if options.soft_offer_is_pitch else [])
              if not _in_topic(cc, c, topic)]
     first_sale = min(sales + sure, key=lambda c: c.start, default=None)
